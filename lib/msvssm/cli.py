@@ -1,0 +1,61 @@
+"""The ``msvssm`` command line.
+
+Each feature registers a subcommand by adding a ``(name, add_arguments, run)``
+entry to ``SUBCOMMANDS``; ``run(args)`` returns the process exit code. Later
+issues add ``train``, ``evaluate`` and ``predict`` the same way.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Callable, Sequence
+
+from .utils import setup_logging
+
+# name -> "module:function" that adds arguments to a subparser and sets `func`.
+# Modules are imported lazily so `msvssm --help` stays fast.
+SUBCOMMANDS: dict[str, str] = {
+    "info": "msvssm.cli:_add_info",
+    "synth-deap": "msvssm.data.synth:add_cli",
+    "preprocess": "msvssm.data.preprocess:add_cli",
+    "split": "msvssm.data.splits:add_cli",
+}
+
+
+def _add_info(parser: argparse.ArgumentParser) -> None:
+    parser.description = "Show versions, scan backends and registered models."
+
+    def run(args: argparse.Namespace) -> int:
+        import torch
+
+        from . import __version__, available_scan_backends, list_models
+
+        print(f"msvssm {__version__}, torch {torch.__version__}, cuda available: {torch.cuda.is_available()}")
+        print("scan backends usable here:", ", ".join(available_scan_backends()))
+        print("models:", ", ".join(list_models()))
+        return 0
+
+    parser.set_defaults(func=run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="msvssm", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, target in SUBCOMMANDS.items():
+        module_name, func_name = target.split(":")
+        add: Callable[[argparse.ArgumentParser], None] = getattr(importlib.import_module(module_name), func_name)
+        add(sub.add_parser(name))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging("DEBUG" if args.verbose else "INFO")
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data: DEAP's on-disk layout, the synthetic DEAP generator, preprocessing, splits, datasets."""

@@ -1,0 +1,1 @@
+"""Placeholder; the chunked backend registers itself here (work in progress)."""
