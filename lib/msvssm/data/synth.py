@@ -1,9 +1,774 @@
-"""Work in progress (issue 3)."""
+"""A synthetic stand-in for DEAP's face videos and ratings, in DEAP's on-disk layout.
+
+DEAP needs a licence, so the course ships this generator. It writes::
+
+    OUT/face_video/sXX/sXX_trialYY.avi        MJPG videos readable by OpenCV
+    OUT/metadata_csv/participant_ratings.csv   DEAP's columns, one row per trial
+    OUT/ground_truth.csv                       per-frame face boxes, visibility, felt state, cues
+    OUT/synth_meta.json                        seed, scale, parameters, generator version
+
+``ground_truth.csv`` and ``synth_meta.json`` lie beside DEAP's folders, never
+inside them, so a DEAP reader sees exactly what the real release holds. They
+are for tests and diagnostics; a model must never read them.
+
+How the faces carry the labels, the label noise, the per-participant
+differences and the nuisances are documented in ``docs/synthetic_deap.md``.
+
+Determinism: every random draw comes from a ``numpy`` generator seeded by
+``SeedSequence(seed, spawn_key=(stream, participant[, trial]))``, so a video
+depends only on (seed, parameters, participant, trial), never on the number
+of workers or on which videos already exist.
+"""
+from __future__ import annotations
+
 import argparse
+import json
+import math
+import multiprocessing as mp
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..utils import atomic_path, atomic_write_text, get_logger
+from . import face_render as fr
+
+GENERATOR_VERSION = "1.0"
+
+log = get_logger("synth")
+
+RATING_COLUMNS = [
+    "Participant_id",
+    "Trial",
+    "Experiment_id",
+    "Start_time",
+    "Valence",
+    "Arousal",
+    "Dominance",
+    "Liking",
+    "Familiarity",
+]
+QUADRANTS = ("HVHA", "HVLA", "LVHA", "LVLA")
+# DEAP, participants s01-s22, 880 trials, rule ">= 5 is high".
+DEAP_QUADRANT_COUNTS = {"HVHA": 302, "HVLA": 178, "LVHA": 217, "LVLA": 183}
+DEAP_QUADRANT_PROPORTIONS = {k: v / 880 for k, v in DEAP_QUADRANT_COUNTS.items()}
+# DEAP's videos missing by design: participant -> number of last trials without a video (of 40).
+DEAP_MISSING_LAST_TRIALS = {3: 1, 5: 1, 11: 3, 14: 1}
+
+# Named presets. Any key can be overridden with generate_synthetic_deap(**overrides).
+SCALES: dict[str, dict[str, Any]] = {
+    "tiny": dict(n_participants=3, n_trials=4, duration_s=6.0, fps=5.0, width=320, height=240),
+    "default": dict(n_participants=12, n_trials=16, duration_s=15.0, fps=10.0, width=320, height=240),
+    # DEAP's shape (22 participants x 40 trials x 60 s); fps and resolution lower than DEAP's 50 fps DV.
+    "deap": dict(n_participants=22, n_trials=40, duration_s=60.0, fps=10.0, width=320, height=240),
+}
+# Knobs shared by all scales (overridable too).
+DEFAULT_KNOBS: dict[str, Any] = dict(
+    jpeg_quality=(40, 90),  # MJPG quality range, drawn per trial
+    occlusion_trial_prob=0.35,  # probability that a trial has look-away / hand / out-of-frame episodes
+    weak_expressivity_prob=0.3,  # share of participants who barely show what they feel
+    felt_noise_valence=0.9,  # sd of (felt - reported) valence, rating units
+    felt_noise_arousal=1.0,
+    stimulus_agreement=0.45,  # weight of the music video's intended quadrant in the reported quadrant
+    exact_five_prob=0.035,  # share of high-side ratings set to exactly 5.0
+)
+
+# SeedSequence stream ids
+_S_RATINGS, _S_PARTICIPANT, _S_VIDEO = 0, 1, 2
+
+
+def _rng(seed: int, *key: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=tuple(int(k) for k in key)))
+
+
+def quadrant_of(valence: float | np.ndarray, arousal: float | np.ndarray):
+    """The paper's 4 classes: >= 5 is high. Works on scalars and arrays."""
+    hv = np.asarray(valence) >= 5.0
+    ha = np.asarray(arousal) >= 5.0
+    idx = np.where(hv, np.where(ha, 0, 1), np.where(ha, 2, 3))
+    names = np.asarray(QUADRANTS)[idx]
+    return names.item() if names.ndim == 0 else names
+
+
+def resolve_params(scale: str = "default", **overrides: Any) -> dict[str, Any]:
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; choose from {sorted(SCALES)}")
+    params = {**SCALES[scale], **DEFAULT_KNOBS}
+    unknown = set(overrides) - set(params)
+    if unknown:
+        raise TypeError(f"unknown parameters: {sorted(unknown)}")
+    params.update({k: v for k, v in overrides.items() if v is not None})
+    params["n_participants"] = int(params["n_participants"])
+    params["n_trials"] = int(params["n_trials"])
+    params["width"], params["height"] = int(params["width"]), int(params["height"])
+    params["fps"], params["duration_s"] = float(params["fps"]), float(params["duration_s"])
+    if isinstance(params["jpeg_quality"], (list, tuple)):
+        params["jpeg_quality"] = [int(q) for q in params["jpeg_quality"]]
+    if params["n_participants"] < 1 or params["n_trials"] < 1 or params["duration_s"] <= 0 or params["fps"] <= 0:
+        raise ValueError("participants, trials, duration and fps must be positive")
+    if params["height"] < 200 or params["width"] < 240:
+        raise ValueError("frames smaller than 240x200 leave faces too small for dlib's detector (~80 px)")
+    return params
+
+
+def missing_trials(n_participants: int, n_trials: int) -> dict[int, list[int]]:
+    """Trials without a video, at DEAP's participant slots, scaled to ``n_trials`` (at least one)."""
+    out: dict[int, list[int]] = {}
+    for p, k in DEAP_MISSING_LAST_TRIALS.items():
+        if p <= n_participants and n_trials > 1:
+            m = max(1, int(round(k * n_trials / 40)))
+            m = min(m, n_trials - 1)
+            out[p] = list(range(n_trials - m + 1, n_trials + 1))
+    return out
+
+
+def n_frames_of(params: dict[str, Any]) -> int:
+    return int(round(params["duration_s"] * params["fps"]))
+
+
+# ----------------------------------------------------------------------------- ratings
+
+
+def _stimulus_quadrant(experiment_id: int, n_trials: int) -> int:
+    """The quadrant a music video was chosen to elicit (ids in blocks, as DEAP's were selected per quadrant)."""
+    return min(3, (experiment_id - 1) * 4 // n_trials)
+
+
+def _participant_ratings(seed: int, p: int, n_trials: int, knobs: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, float]]:
+    rng = _rng(seed, _S_RATINGS, p)
+    target = np.array([DEAP_QUADRANT_PROPORTIONS[q] for q in QUADRANTS])
+    exp_ids = rng.permutation(n_trials) + 1
+    stim = np.array([_stimulus_quadrant(e, n_trials) for e in range(1, n_trials + 1)])
+    freq = np.bincount(stim, minlength=4) / n_trials
+    a = float(knobs["stimulus_agreement"])
+    base = np.clip((target - a * freq) / (1 - a), 0.01, None)
+    base /= base.sum()
+    # participants differ widely in how their ratings fall in the quadrants
+    pref = rng.dirichlet(base * 12.0)
+    # a participant uses the scale in their own way: report = felt + bias
+    bias_v, bias_a = rng.normal(0, 0.5), rng.normal(0, 0.5)
+    rows = []
+    start = int(rng.uniform(90, 200) * 1e6)
+    for trial in range(1, n_trials + 1):
+        e = int(exp_ids[trial - 1])
+        probs = a * np.eye(4)[stim[e - 1]] + (1 - a) * pref
+        q = int(rng.choice(4, p=probs / probs.sum()))
+        hv, ha = q in (0, 1), q in (0, 2)
+        vals = []
+        for high in (hv, ha):
+            d = 4.0 * rng.beta(1.4, 2.0)
+            if high:
+                v = 5.0 if rng.random() < knobs["exact_five_prob"] else min(9.0, 5.0 + max(d, 0.01))
+            else:
+                v = max(1.0, min(4.99, 5.0 - max(d, 0.01)))
+            vals.append(round(v, 2))
+        val, aro = vals
+        dom = round(float(np.clip(5 + 0.35 * (val - 5) + 0.15 * (aro - 5) + rng.normal(0, 1.4), 1, 9)), 2)
+        lik = round(float(np.clip(5 + 0.7 * (val - 5) + rng.normal(0, 1.2), 1, 9)), 2)
+        fam: Any = int(np.clip(round(1 + 4 * rng.beta(1.3, 2.2)), 1, 5))
+        if p % 13 == 2:  # some participants did not rate familiarity (blank, as in DEAP)
+            fam = ""
+        rows.append([p, trial, e, start, val, aro, dom, lik, fam])
+        start += int((60 + rng.uniform(20, 40)) * 1e6)  # microseconds: 60 s clip + self-assessment
+    df = pd.DataFrame(rows, columns=RATING_COLUMNS)
+    return df, {"bias_v": float(bias_v), "bias_a": float(bias_a)}
+
+
+def generate_ratings(n_participants: int = 22, n_trials: int = 40, seed: int = 0, **knobs: Any) -> pd.DataFrame:
+    """``participant_ratings.csv`` as a DataFrame, without rendering any video.
+
+    Participant ``p``'s ratings depend only on (seed, p, n_trials), so a
+    larger draw extends a smaller one.
+    """
+    k = {**DEFAULT_KNOBS, **knobs}
+    frames = [_participant_ratings(seed, p, n_trials, k)[0] for p in range(1, n_participants + 1)]
+    return pd.concat(frames, ignore_index=True)
+
+
+def ratings_to_csv(df: pd.DataFrame) -> str:
+    return df.to_csv(index=False, float_format="%.2f", lineterminator="\n")
+
+
+# ----------------------------------------------------------------------------- participants
+
+_SKIN_DARK = np.array([45.0, 65.0, 95.0])  # BGR
+_SKIN_LIGHT = np.array([185.0, 205.0, 235.0])
+_HAIR = [(20, 20, 25), (25, 35, 60), (40, 60, 100), (70, 110, 160), (30, 50, 120), (140, 140, 145), (60, 60, 70)]
+_IRIS = [(40, 60, 90), (90, 110, 60), (120, 90, 60), (30, 40, 50)]
+
+
+@dataclass
+class Participant:
+    pid: int
+    appearance: fr.Appearance
+    expressivity: float  # scales every expression cue
+    rest_v: float  # resting expression offset on the valence cue (resting smile/frown)
+    rest_a: float  # resting offset on the arousal cue (sleepy/alert look)
+    w_mouth: float  # how much valence shows in the mouth ...
+    w_brow: float  # ... and in the brows
+    blink_rate: float  # blinks per second at neutral arousal
+    talkative: float  # probability that a trial has talking episodes
+    head_motion: float
+    seat_x: float  # preferred position (fraction of width) and size (fraction of height)
+    seat_y: float
+    size: float
+    felt_bias_v: float = 0.0
+    felt_bias_a: float = 0.0
+
+
+def make_participant(seed: int, p: int, params: dict[str, Any]) -> Participant:
+    rng = _rng(seed, _S_PARTICIPANT, p)
+    t = rng.uniform(0, 1)
+    skin = _SKIN_DARK + (_SKIN_LIGHT - _SKIN_DARK) * t + rng.normal(0, 6, 3)
+    lips = np.clip(skin * np.array([0.75, 0.7, 1.05]) - 10, 0, 255)
+    hair = np.array(_HAIR[int(rng.integers(len(_HAIR)))], float) + rng.normal(0, 8, 3)
+    shirt = rng.uniform(20, 230, 3)
+    glasses = int(rng.integers(1, 3)) if rng.random() < 0.3 else 0
+    ap = fr.Appearance(
+        skin=tuple(np.clip(skin, 0, 255)),
+        hair=tuple(np.clip(hair, 0, 255)),
+        lips=tuple(lips),
+        iris=_IRIS[int(rng.integers(len(_IRIS)))],
+        shirt=tuple(shirt),
+        face_h=rng.uniform(1.18, 1.42),
+        jaw=rng.uniform(0.68, 0.9),
+        eye_sep=rng.uniform(0.37, 0.46),
+        eye_w=rng.uniform(0.16, 0.21),
+        eye_h=rng.uniform(0.085, 0.115),
+        eye_y=rng.uniform(-0.22, -0.13),
+        brow_gap=rng.uniform(0.14, 0.24),
+        brow_thick=rng.uniform(0.05, 0.1),
+        nose_len=rng.uniform(0.3, 0.45),
+        nose_w=rng.uniform(0.1, 0.16),
+        mouth_y=rng.uniform(0.47, 0.57),
+        mouth_w=rng.uniform(0.26, 0.38),
+        lip_thick=rng.uniform(0.035, 0.07),
+        hair_style=int(rng.choice(4, p=[0.4, 0.25, 0.2, 0.15])),
+        hairline=rng.uniform(0.52, 0.7),
+        glasses=glasses,
+        glasses_color=tuple(rng.uniform(10, 90, 3)),
+    )
+    weak = rng.random() < params["weak_expressivity_prob"]
+    expressivity = rng.uniform(0.15, 0.4) if weak else rng.uniform(0.55, 1.25)
+    _, bias = _participant_ratings(seed, p, params["n_trials"], params)
+    return Participant(
+        pid=p,
+        appearance=ap,
+        expressivity=float(expressivity),
+        rest_v=float(rng.normal(0, 0.3)),
+        rest_a=float(rng.normal(0, 0.25)),
+        w_mouth=float(rng.uniform(0.45, 1.0)),
+        w_brow=float(rng.uniform(0.3, 1.0)),
+        blink_rate=float(rng.uniform(0.12, 0.45)),
+        talkative=float(rng.uniform(0.0, 0.5)),
+        head_motion=float(rng.uniform(0.3, 1.2)),
+        seat_x=float(rng.uniform(0.42, 0.58)),
+        seat_y=float(rng.uniform(0.44, 0.54)),
+        size=float(rng.uniform(0.2, 0.25)),
+        felt_bias_v=bias["bias_v"],
+        felt_bias_a=bias["bias_a"],
+    )
+
+
+# ----------------------------------------------------------------------------- one trial
+
+
+def _smooth_noise(rng: np.random.Generator, t: np.ndarray, n_waves: int = 3, fmin: float = 0.05, fmax: float = 0.6) -> np.ndarray:
+    """Zero-mean smooth signal with unit-ish amplitude (sum of random sinusoids)."""
+    out = np.zeros_like(t)
+    for _ in range(n_waves):
+        f = rng.uniform(fmin, fmax)
+        out += np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi)) * rng.uniform(0.5, 1.0)
+    return out / math.sqrt(n_waves / 2)
+
+
+def _events(rng: np.random.Generator, rate: float, dur: tuple[float, float], duration_s: float) -> list[tuple[float, float]]:
+    out, s = [], rng.exponential(1 / rate) if rate > 0 else duration_s + 1
+    while s < duration_s:
+        d = rng.uniform(*dur)
+        out.append((s, s + d))
+        s += d + rng.exponential(1 / rate)
+    return out
+
+
+@dataclass
+class TrialPlan:
+    participant: int
+    trial: int
+    felt_valence: float
+    felt_arousal: float
+    frames: pd.DataFrame  # per-frame pose, expression, occlusion, ground truth
+    background: np.ndarray = field(repr=False)
+    gain: np.ndarray = field(repr=False)
+    noise_sd: float = 0.0
+    blur: float = 0.0
+    quality: int = 80
+    light: float = 0.0
+    hand_color: tuple = (150.0, 170.0, 210.0)
+
+
+def _background(rng: np.random.Generator, w: int, h: int, skin: np.ndarray) -> np.ndarray:
+    # a colour not too close to the skin in brightness
+    for _ in range(20):
+        col = rng.uniform(15, 240, 3)
+        if abs(col.mean() - skin.mean()) > 35:
+            break
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    kind = int(rng.integers(4))
+    img = np.empty((h, w, 3), np.float32)
+    img[:] = col
+    if kind == 1:  # vertical colour gradient
+        col2 = np.clip(col + rng.normal(0, 40, 3), 0, 255)
+        a = (yy / h)[..., None]
+        img = img * (1 - a) + col2 * a
+    elif kind == 2:  # stripes / panels (a wall with boards, curtains)
+        period = rng.uniform(25, 80)
+        ang = rng.uniform(0, np.pi)
+        s = np.sin((xx * np.cos(ang) + yy * np.sin(ang)) * 2 * np.pi / period)
+        img += (rng.uniform(8, 25) * s)[..., None]
+    elif kind == 3:  # blotchy texture
+        small = rng.normal(0, 1, (h // 16 + 2, w // 16 + 2, 3)).astype(np.float32)
+        import cv2
+
+        tex = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+        img += rng.uniform(8, 22) * tex
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def plan_trial(seed: int, participant: Participant, trial: int, reported_v: float, reported_a: float, params: dict[str, Any]) -> TrialPlan:
+    """Everything about one video except the pixels: deterministic from (seed, participant, trial)."""
+    rng = _rng(seed, _S_VIDEO, participant.pid, trial)
+    P = participant
+    W, Hh = params["width"], params["height"]
+    fps = params["fps"]
+    n = n_frames_of(params)
+    t = np.arange(n) / fps
+    dur = params["duration_s"]
+
+    # felt state: the self-report minus the participant's scale bias, plus noise
+    felt_v = float(np.clip(reported_v - P.felt_bias_v + rng.normal(0, params["felt_noise_valence"]), 1, 9))
+    felt_a = float(np.clip(reported_a - P.felt_bias_a + rng.normal(0, params["felt_noise_arousal"]), 1, 9))
+    vt = P.expressivity * math.tanh((felt_v - 5.0) / 2.0)
+    at = P.expressivity * math.tanh((felt_a - 5.0) / 2.0)
+    t0, tau = rng.uniform(0.0, 3.0), rng.uniform(0.5, 3.0)
+    env = 1.0 - np.exp(-np.clip(t - t0, 0, None) / tau)
+    fl = 0.12 + 0.15 * P.expressivity
+    vc = P.rest_v + vt * env + fl * _smooth_noise(rng, t)
+    ac = P.rest_a + at * env + fl * _smooth_noise(rng, t)
+    # transient reactions unrelated to the label (a brief smile, a grimace)
+    for s, e in _events(rng, 1 / 12, (0.8, 2.5), dur):
+        m = (t >= s) & (t < e)
+        vc[m] += rng.choice([-1, 1]) * rng.uniform(0.2, 0.5) * np.sin(np.pi * (t[m] - s) / (e - s))
+
+    smile = np.clip(0.9 * P.w_mouth * vc, -1, 1)
+    cheek = np.clip(1.6 * (smile - 0.3), 0, 1)
+    neg = np.clip(-vc, 0, None)
+    brow_inner = np.clip(P.w_brow * neg * np.tanh(-2.5 * ac + 0.3) * 1.2, -1, 1)  # sad: inner up; angry: inner down
+    brow_raise = np.clip(0.7 * P.w_brow * ac + 0.1 * _smooth_noise(rng, t, 2, 0.1, 0.8), -1, 1)
+    eye_open = np.clip(1.0 + 0.4 * ac, 0.45, 1.5)
+    mouth_open = np.clip(0.6 * np.clip(ac, 0, None) * (0.4 + np.clip(vc, 0, None)) + 0.05 * _smooth_noise(rng, t), 0, 1)
+    # talking: mouth opens and closes at syllable rate, whatever the feeling
+    talking = np.zeros(n, bool)
+    if rng.random() < P.talkative:
+        for s, e in _events(rng, 1 / 6, (1.0, 3.0), dur):
+            m = (t >= s) & (t < e)
+            talking |= m
+            mouth_open[m] = np.clip(mouth_open[m] + 0.45 * np.abs(np.sin(2 * np.pi * rng.uniform(2.5, 4.0) * t[m])), 0, 1)
+    # blinks: rate grows with arousal
+    rate = max(0.05, P.blink_rate * (1 + 0.6 * float(np.mean(ac))))
+    for s, e in _events(rng, rate, (0.12, 0.3), dur):
+        m = (t >= s) & (t < e)
+        eye_open[m] = 0.05
+
+    # pose: seat position, trial offset, head motion growing with arousal
+    amp = P.head_motion * (1 + 0.6 * np.clip(ac, 0, None))
+    w = P.size * Hh * rng.uniform(0.92, 1.08) * (1 + 0.02 * _smooth_noise(rng, t, 2, 0.05, 0.3))
+    cx = (P.seat_x + rng.uniform(-0.06, 0.06)) * W + 0.03 * W * amp * _smooth_noise(rng, t, 3, 0.05, 0.7)
+    cy = (P.seat_y + rng.uniform(-0.04, 0.04)) * Hh + 0.02 * Hh * amp * _smooth_noise(rng, t, 3, 0.05, 0.7)
+    roll = rng.uniform(-6, 6) + 2.5 * amp * _smooth_noise(rng, t, 3, 0.05, 0.7)
+    yaw = np.clip(0.35 * amp * _smooth_noise(rng, t, 2, 0.05, 0.5), -1, 1)
+    pitch = np.clip(0.3 * amp * _smooth_noise(rng, t, 2, 0.05, 0.5), -1, 1)
+    x0, y0, x1, y1 = fr.GT_BOX_CANONICAL
+    # keep the ground-truth box inside the frame (2 px margin) while the face is shown
+    cx = np.clip(cx, -x0 * w + 2, W - x1 * w - 2)
+    cy = np.clip(cy, -y0 * w + 2, Hh - y1 * w - 2)
+
+    # episodes without a detectable face
+    occ = np.array(["none"] * n, dtype=object)
+    hand_x = np.zeros(n)
+    if rng.random() < params["occlusion_trial_prob"]:
+        for _ in range(int(rng.integers(1, 3))):
+            d = rng.uniform(0.8, 3.0)
+            s = rng.uniform(min(1.0, dur / 3), max(min(1.0, dur / 3), dur - d))
+            kind = str(rng.choice(["hand", "away", "out"], p=[0.4, 0.35, 0.25]))
+            m = (t >= s) & (t < s + d)
+            occ[m] = kind
+            hand_x[m] = rng.uniform(-0.3, 0.3)
+    out = occ == "out"
+    side = 1 if rng.random() < 0.5 else -1
+    cx = np.where(out, np.where(side > 0, W + 2.5 * w, -2.5 * w), cx)
+    visible = occ == "none"
+
+    boxes = np.array([fr.gt_box(fr.Pose(cx[i], cy[i], w[i], roll[i])) for i in range(n)])
+    frames = pd.DataFrame(
+        {
+            "participant": P.pid,
+            "trial": trial,
+            "frame": np.arange(n),
+            "time_s": np.round(t, 4),
+            "visible": visible.astype(int),
+            "occlusion": occ,
+            "x0": boxes[:, 0],
+            "y0": boxes[:, 1],
+            "x1": boxes[:, 2],
+            "y1": boxes[:, 3],
+            "cx": cx,
+            "cy": cy,
+            "w": w,
+            "roll": roll,
+            "yaw": yaw,
+            "pitch": pitch,
+            "hand_x": hand_x,
+            "valence_cue": vc,
+            "arousal_cue": ac,
+            "smile": smile,
+            "cheek": cheek,
+            "mouth_open": mouth_open,
+            "eye_open": eye_open,
+            "brow_raise": brow_raise,
+            "brow_inner": brow_inner,
+            "talking": talking.astype(int),
+        }
+    )
+    for c in ("x0", "y0", "x1", "y1"):
+        frames.loc[~visible, c] = np.nan
+    skin = np.array(P.appearance.skin)
+    bg = _background(rng, W, Hh, skin)
+    # lighting: overall gain and a linear gradient (a lamp on one side)
+    g0 = rng.uniform(0.65, 1.25)
+    gx, gy = rng.uniform(-0.35, 0.35), rng.uniform(-0.2, 0.2)
+    yy, xx = np.mgrid[0:Hh, 0:W].astype(np.float32)
+    gain = g0 * (1 + gx * (xx / W - 0.5) * 2 + gy * (yy / Hh - 0.5) * 2)
+    q = params["jpeg_quality"]
+    qlo, qhi = (q, q) if isinstance(q, int) else (q[0], q[1])
+    hand = np.clip(skin * rng.uniform(0.9, 1.1) + rng.normal(0, 5, 3), 0, 255)
+    return TrialPlan(
+        participant=P.pid,
+        trial=trial,
+        felt_valence=felt_v,
+        felt_arousal=felt_a,
+        frames=frames,
+        background=bg,
+        gain=np.repeat(np.clip(gain, 0.3, 1.8).astype(np.float32)[..., None], 3, axis=2),
+        noise_sd=float(rng.uniform(1.0, 6.0)),
+        blur=float(rng.uniform(0.0, 1.1)),
+        quality=int(rng.integers(qlo, qhi + 1)),
+        light=float(np.clip(gx * 2.5, -1, 1)),
+        hand_color=tuple(hand),
+    )
+
+
+def render_frames(plan: TrialPlan, participant: Participant, seed: int):
+    """Yield the BGR uint8 frames of a planned trial."""
+    import cv2
+
+    rng = _rng(seed, _S_VIDEO, participant.pid, plan.trial, 1)  # pixel noise stream
+    h, w = plan.background.shape[:2]
+    bank = [rng.normal(0, plan.noise_sd, (h + 8, w + 8, 3)).astype(np.float32) for _ in range(3)]
+    F = plan.frames
+    cols = {c: F[c].to_numpy() for c in F.columns}
+    for i in range(len(F)):
+        img = plan.background.copy()
+        pose = fr.Pose(cols["cx"][i], cols["cy"][i], cols["w"][i], cols["roll"][i], cols["yaw"][i], cols["pitch"][i])
+        ex = fr.Expression(
+            smile=cols["smile"][i],
+            mouth_open=cols["mouth_open"][i],
+            eye_open=cols["eye_open"][i],
+            brow_raise=cols["brow_raise"][i],
+            brow_inner=cols["brow_inner"][i],
+            cheek=cols["cheek"][i],
+        )
+        occ = fr.Occlusion(kind=cols["occlusion"][i], hand_x=cols["hand_x"][i], hand_y=0.25, hand_color=plan.hand_color)
+        fr.draw_person(img, participant.appearance, pose, ex, occ, light=plan.light)
+        if plan.blur > 0.3:
+            img = cv2.GaussianBlur(img, (0, 0), plan.blur)
+        k = int(rng.integers(len(bank)))
+        ox, oy = int(rng.integers(9)), int(rng.integers(9))
+        f = cv2.multiply(img, plan.gain, dtype=cv2.CV_32F)
+        cv2.add(f, bank[k][oy : oy + h, ox : ox + w], dst=f)
+        np.clip(f, 0, 255, out=f)
+        yield f.astype(np.uint8)
+
+
+def video_path(out_dir: Path, p: int, trial: int) -> Path:
+    return Path(out_dir) / "face_video" / f"s{p:02d}" / f"s{p:02d}_trial{trial:02d}.avi"
+
+
+def write_video(path: Path, frames, fps: float, size: tuple[int, int], quality: int) -> int:
+    """Write frames to an MJPG AVI atomically; returns the frame count."""
+    import cv2
+
+    n = 0
+    with atomic_path(path) as tmp:
+        vw = cv2.VideoWriter(str(tmp), cv2.CAP_OPENCV_MJPEG, cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+        if not vw.isOpened():
+            raise RuntimeError(f"OpenCV cannot write MJPG to {tmp}")
+        vw.set(cv2.VIDEOWRITER_PROP_QUALITY, quality)
+        try:
+            for f in frames:
+                vw.write(f)
+                n += 1
+        finally:
+            vw.release()
+    return n
+
+
+def _video_task(task: tuple) -> tuple[int, int, bool, pd.DataFrame]:
+    """Plan (and unless it exists, render) one video. Returns (p, trial, written, ground truth)."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    out_dir, seed, params, p, trial, rv, ra, render = task
+    P = make_participant(seed, p, params)
+    plan = plan_trial(seed, P, trial, rv, ra, params)
+    gt = plan.frames
+    gt.insert(2, "felt_valence", round(plan.felt_valence, 3))
+    gt.insert(3, "felt_arousal", round(plan.felt_arousal, 3))
+    gt.insert(2, "has_video", int(render is not None))
+    written = False
+    if render:
+        path = video_path(Path(out_dir), p, trial)
+        if not path.exists():
+            write_video(path, render_frames(plan, P, seed), params["fps"], (params["width"], params["height"]), plan.quality)
+            written = True
+    return p, trial, written, gt
+
+
+# ----------------------------------------------------------------------------- orchestration
+
+
+@dataclass
+class SynthSummary:
+    out_dir: str
+    seed: int
+    scale: str
+    videos_written: int
+    videos_skipped_existing: int
+    videos_missing_by_design: int
+    videos_total: int
+    frames_total: int
+    frames_written: int
+    seconds: float
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return (
+            f"synthetic DEAP ({self.scale}, seed {self.seed}) in {self.out_dir}: "
+            f"{self.videos_written} videos written, {self.videos_skipped_existing} already complete (skipped), "
+            f"{self.videos_missing_by_design} missing by design; {self.videos_total} videos, "
+            f"{self.frames_total} frames ({self.frames_written} rendered now) in {self.seconds:.1f} s"
+        )
+
+
+def _meta(seed: int, scale: str, params: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "generator": "msvssm.data.synth",
+        "generator_version": GENERATOR_VERSION,
+        "seed": int(seed),
+        "scale": scale,
+        "params": params,
+        "video_codec": "MJPG (OpenCV built-in AVI writer)",
+        "missing_videos": {f"s{p:02d}": v for p, v in missing_trials(params["n_participants"], params["n_trials"]).items()},
+        "note": "ground_truth.csv and this file are not part of DEAP's layout; models must not read them.",
+    }
+
+
+def generate_synthetic_deap(
+    out_dir: str | os.PathLike,
+    seed: int = 0,
+    scale: str = "default",
+    workers: int | None = None,
+    progress: bool = True,
+    overwrite: bool = False,
+    **overrides: Any,
+) -> SynthSummary:
+    """Write a synthetic DEAP (face videos + ratings) under ``out_dir``; resumes an interrupted run.
+
+    ``overrides`` replace entries of ``SCALES[scale]`` / ``DEFAULT_KNOBS``
+    (e.g. ``n_participants=2, duration_s=4``). Existing complete videos are
+    kept (writes are atomic, so an existing file is complete); if ``out_dir``
+    holds data from another seed/parameters, ``ValueError`` unless ``overwrite``.
+    """
+    t_start = time.perf_counter()
+    out = Path(out_dir)
+    params = resolve_params(scale, **overrides)
+    meta = _meta(seed, scale, params)
+    meta_path = out / "synth_meta.json"
+    meta_text = json.dumps(meta, indent=2, sort_keys=True) + "\n"
+    if meta_path.exists() and meta_path.read_text(encoding="utf-8") != meta_text:
+        if not overwrite:
+            raise ValueError(f"{out} holds a synthetic DEAP with other settings (see {meta_path}); use another folder or overwrite=True")
+        for old in sorted((out / "face_video").glob("s*/s*_trial*.avi")):
+            old.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(meta_path, meta_text)
+
+    ratings = generate_ratings(params["n_participants"], params["n_trials"], seed, **{k: params[k] for k in DEFAULT_KNOBS})
+    atomic_write_text(out / "metadata_csv" / "participant_ratings.csv", ratings_to_csv(ratings))
+
+    missing = missing_trials(params["n_participants"], params["n_trials"])
+    tasks, n_missing, n_existing = [], 0, 0
+    for row in ratings.itertuples(index=False):
+        p, trial = int(row.Participant_id), int(row.Trial)
+        has_video = trial not in missing.get(p, [])
+        if not has_video:
+            n_missing += 1
+        elif video_path(out, p, trial).exists():
+            n_existing += 1
+        tasks.append((str(out), int(seed), params, p, trial, float(row.Valence), float(row.Arousal), True if has_video else None))
+    n_workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
+    to_render = sum(1 for tk in tasks if tk[-1] and not video_path(out, tk[3], tk[4]).exists())
+    if to_render == 0:
+        n_workers = 1
+
+    from tqdm.auto import tqdm
+
+    results = []
+    if n_workers == 1:
+        it = map(_video_task, tasks)
+        for r in tqdm(it, total=len(tasks), disable=not progress, desc="synth-deap", unit="video"):
+            results.append(r)
+    else:
+        methods = mp.get_all_start_methods()
+        ctx = mp.get_context("fork" if "fork" in methods else "spawn")
+        with ctx.Pool(n_workers) as pool:
+            it = pool.imap_unordered(_video_task, tasks, chunksize=1)
+            for r in tqdm(it, total=len(tasks), disable=not progress, desc="synth-deap", unit="video"):
+                results.append(r)
+    results.sort(key=lambda r: (r[0], r[1]))
+    gt = pd.concat([r[3] for r in results], ignore_index=True)
+    with atomic_path(out / "ground_truth.csv") as tmp:
+        gt.to_csv(tmp, index=False, float_format="%.3f", lineterminator="\n")
+    n_frames = n_frames_of(params)
+    n_videos = len(tasks) - n_missing
+    written = sum(1 for r in results if r[2])
+    summary = SynthSummary(
+        out_dir=str(out),
+        seed=int(seed),
+        scale=scale,
+        videos_written=written,
+        videos_skipped_existing=n_videos - written,
+        videos_missing_by_design=n_missing,
+        videos_total=n_videos,
+        frames_total=n_videos * n_frames,
+        frames_written=written * n_frames,
+        seconds=time.perf_counter() - t_start,
+        params=params,
+    )
+    log.info("%s", summary)
+    return summary
+
+
+# ----------------------------------------------------------------------------- CLI
 
 
 def add_cli(parser: argparse.ArgumentParser) -> None:
+    parser.description = "Write a synthetic DEAP (face videos + participant_ratings.csv) in DEAP's layout."
+    parser.add_argument("--out", required=True, help="output folder (created; an interrupted run resumes)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--scale", choices=sorted(SCALES), default="default")
+    parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    parser.add_argument("--participants", type=int, default=None, help="override the scale's participant count")
+    parser.add_argument("--trials", type=int, default=None, help="override trials per participant")
+    parser.add_argument("--duration", type=float, default=None, help="override video length in seconds")
+    parser.add_argument("--fps", type=float, default=None, help="override frames per second")
+    parser.add_argument("--overwrite", action="store_true", help="replace data of another seed/scale in --out")
+    parser.add_argument("--no-progress", action="store_true")
+
     def run(args: argparse.Namespace) -> int:
-        raise NotImplementedError("msvssm.data.synth is being written (issue 3)")
+        try:
+            s = generate_synthetic_deap(
+                args.out,
+                seed=args.seed,
+                scale=args.scale,
+                workers=args.workers,
+                progress=not args.no_progress,
+                overwrite=args.overwrite,
+                n_participants=args.participants,
+                n_trials=args.trials,
+                duration_s=args.duration,
+                fps=args.fps,
+            )
+        except ValueError as e:
+            log.error("%s", e)
+            return 2
+        print(s)
+        return 0
 
     parser.set_defaults(func=run)
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def measure_dlib_detection(out_dir: str | os.PathLike, frame_stride: int = 1, max_videos: int | None = None) -> dict[str, float]:
+    """Run dlib's frontal detector (no upsampling) on generated frames and compare with ground truth.
+
+    Returns the detection rate on visible frames (a detection counts when its
+    IoU with the ground-truth box is > 0.3), the mean IoU of those, and the
+    false-detection rate on frames marked not visible.
+    """
+    import cv2
+    import dlib
+
+    out = Path(out_dir)
+    gt = pd.read_csv(out / "ground_truth.csv")
+    gt = gt[gt.has_video == 1]
+    det = dlib.get_frontal_face_detector()
+    n_vis = n_hit = n_invis = n_false = 0
+    ious: list[float] = []
+    videos = list(gt.groupby(["participant", "trial"], sort=True))
+    if max_videos is not None:
+        videos = videos[:max_videos]
+    for (p, trial), g in videos:
+        cap = cv2.VideoCapture(str(video_path(out, int(p), int(trial))))
+        rows = g.set_index("frame")
+        i = 0
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            if i % frame_stride == 0:
+                r = rows.loc[i]
+                dets = det(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), 0)
+                if r.visible:
+                    n_vis += 1
+                    box = (r.x0, r.y0, r.x1, r.y1)
+                    best = max((_iou(box, (d.left(), d.top(), d.right(), d.bottom())) for d in dets), default=0.0)
+                    if best > 0.3:
+                        n_hit += 1
+                        ious.append(best)
+                else:
+                    n_invis += 1
+                    n_false += int(len(dets) > 0)
+            i += 1
+        cap.release()
+    return {
+        "visible_frames": n_vis,
+        "detection_rate": n_hit / max(n_vis, 1),
+        "mean_iou": float(np.mean(ious)) if ious else 0.0,
+        "invisible_frames": n_invis,
+        "detections_on_invisible": n_false / max(n_invis, 1),
+    }
