@@ -1,0 +1,18 @@
+"""Models: SS2D / SE-SS2D, VSS blocks, DSPP and the MS-VSSM classifier."""
+from .blocks import DSPP, Mlp, VSSBlock
+from .msvssm import ABLATION_FLAGS, MSVSSM, SIZES, build_model, list_models
+from .ss2d import SS2D, LayerScale, PathSqueezeExcite
+
+__all__ = [
+    "ABLATION_FLAGS",
+    "DSPP",
+    "LayerScale",
+    "MSVSSM",
+    "Mlp",
+    "PathSqueezeExcite",
+    "SIZES",
+    "SS2D",
+    "VSSBlock",
+    "build_model",
+    "list_models",
+]

@@ -1,0 +1,187 @@
+"""The MS-VSSM classifier (and the plain VSSM it extends), with timm-style factories.
+
+    stem (H/4) -> stage 1 -> down -> stage 2 -> down -> stage 3 -> down -> stage 4 -> head
+    stage i = [DSPP] -> depth_i x VSS block([SE-]SS2D [+ Layer Scale], MLP)
+
+The three options of the paper are independent constructor flags:
+
+    path_se      SE-SS2D: an SE per scan direction before cross-merge   (paper 3.3.1)
+    layer_scale  learnable per-channel scale before SS2D's out_proj      (paper 3.3.2)
+    dspp         DSPP module at the beginning of every stage            (paper 3.4)
+
+Off, each becomes ``nn.Identity``, so the ablation rows VSSM, +SE,
++SE+LayerScale, +SE+LayerScale+DSPP are the same code with different flags.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+import torch.nn as nn
+from timm.layers import trunc_normal_
+from torch import Tensor
+
+from .blocks import DSPP, Downsample, Stem, VSSBlock
+
+ABLATION_FLAGS: dict[str, dict[str, bool]] = {
+    "VSSM": dict(path_se=False, layer_scale=False, dspp=False),
+    "VSSM+SE": dict(path_se=True, layer_scale=False, dspp=False),
+    "VSSM+SE+LayerScale": dict(path_se=True, layer_scale=True, dspp=False),
+    "VSSM+SE+LayerScale+DSPP": dict(path_se=True, layer_scale=True, dspp=True),
+}
+
+
+class MSVSSM(nn.Module):
+    """Hierarchical visual state space classifier.
+
+    Args:
+        num_classes: classifier outputs (4 for the paper's HVHA/HVLA/LVHA/LVLA;
+            0 gives a feature extractor with ``nn.Identity`` head).
+        in_chans: input image channels.
+        dims: width of the first stage (doubled at each downsample) or a list of 4.
+        depths: VSS blocks per stage.
+        d_state, ssm_ratio, dt_rank, mlp_ratio: VMamba's block hyper-parameters.
+        drop_path_rate: stochastic depth, linear from 0 to this over all blocks.
+        path_se, se_reduction: SE-SS2D.
+        layer_scale, layer_scale_init: Layer Scale (init 1e-5 as the paper).
+        dspp, dspp_ratio, dspp_residual: DSPP at the start of each stage.
+        scan_backend: selective-scan backend for every block (None: env var, then auto).
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 4,
+        in_chans: int = 3,
+        dims: int | Sequence[int] = 96,
+        depths: Sequence[int] = (2, 2, 8, 2),
+        d_state: int = 1,
+        ssm_ratio: float = 1.0,
+        dt_rank: int | str = "auto",
+        mlp_ratio: float = 4.0,
+        drop_path_rate: float = 0.2,
+        path_se: bool = False,
+        se_reduction: int = 16,
+        layer_scale: bool = False,
+        layer_scale_init: float = 1e-5,
+        dspp: bool = False,
+        dspp_ratio: float = 0.25,
+        dspp_residual: bool = True,
+        scan_backend: str | None = None,
+    ):
+        super().__init__()
+        if isinstance(dims, int):
+            dims = [dims * 2**i for i in range(len(depths))]
+        if len(dims) != len(depths):
+            raise ValueError(f"dims {list(dims)} and depths {list(depths)} must have the same length")
+        self.num_classes, self.dims, self.depths = num_classes, list(dims), list(depths)
+        self.num_features = self.dims[-1]
+        self.flags = dict(path_se=path_se, layer_scale=layer_scale, dspp=dspp)
+
+        self.stem = Stem(in_chans, self.dims[0])
+        drop_rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        ss2d_kwargs = dict(
+            d_state=d_state,
+            ssm_ratio=ssm_ratio,
+            dt_rank=dt_rank,
+            path_se=path_se,
+            se_reduction=se_reduction,
+            layer_scale=layer_scale,
+            layer_scale_init=layer_scale_init,
+            scan_backend=scan_backend,
+        )
+        self.stages = nn.ModuleList()
+        for i, (dim, depth) in enumerate(zip(self.dims, depths)):
+            start = sum(depths[:i])
+            stage = nn.Sequential()
+            stage.add_module("dspp", DSPP(dim, dspp_ratio, dspp_residual) if dspp else nn.Identity())
+            stage.add_module(
+                "blocks",
+                nn.Sequential(
+                    *(VSSBlock(dim, drop_rates[start + j], mlp_ratio, **ss2d_kwargs) for j in range(depth))
+                ),
+            )
+            is_last = i == len(depths) - 1
+            stage.add_module("downsample", nn.Identity() if is_last else Downsample(dim, self.dims[i + 1]))
+            self.stages.append(stage)
+        self.norm = nn.LayerNorm(self.num_features)
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        # VMamba: Linear weights trunc_normal(0.02), biases 0; LayerNorm 1/0.
+        # SS2D's own parameters (x_proj, dt_proj, A_logs, Ds, SE) are not nn.Linear and keep their init.
+        if isinstance(m, nn.Linear):
+            trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    def set_scan_backend(self, backend: str | None) -> None:
+        """Use ``backend`` (None: env var, then auto) in every SS2D of the model."""
+        for module in self.modules():
+            if hasattr(module, "scan_backend"):
+                module.scan_backend = backend
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """x: (b, in_chans, H, W) -> final normalised feature map (b, H/32, W/32, num_features)."""
+        x = self.stem(x)  # (b, H/4, W/4, c)
+        for stage in self.stages:
+            x = stage(x)  # (b, h_i, w_i, c_i)
+        return self.norm(x)  # (b, H/32, W/32, num_features)
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        """(b, h, w, num_features) -> logits (b, num_classes) (or pooled features)."""
+        x = x.mean(dim=(1, 2))  # (b, num_features)  global average pool
+        return x if pre_logits else self.head(x)  # (b, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (b, in_chans, H, W) images -> logits (b, num_classes)."""
+        return self.forward_head(self.forward_features(x))
+
+
+# ---------------------------------------------------------------------------
+# Model zoo. Sizes tiny/small/base follow VMamba v2's published configs
+# (VMamba-T s1l8, S s2l15, B s2l15, all d_state 1, mlp_ratio 4); nano is a
+# CPU teaching size.
+SIZES: dict[str, dict] = {
+    "nano": dict(dims=32, depths=(1, 1, 3, 1), ssm_ratio=1.0, drop_path_rate=0.05),
+    "tiny": dict(dims=96, depths=(2, 2, 8, 2), ssm_ratio=1.0, drop_path_rate=0.2),
+    "small": dict(dims=96, depths=(2, 2, 15, 2), ssm_ratio=2.0, drop_path_rate=0.3),
+    "base": dict(dims=128, depths=(2, 2, 15, 2), ssm_ratio=2.0, drop_path_rate=0.6),
+}
+
+_REGISTRY: dict[str, Callable[..., MSVSSM]] = {}
+
+
+def _register(name: str, size: str, flags: dict[str, bool]) -> None:
+    def factory(num_classes: int = 4, **overrides) -> MSVSSM:
+        kwargs = {**SIZES[size], **flags, **overrides}
+        return MSVSSM(num_classes=num_classes, **kwargs)
+
+    factory.__name__ = name
+    factory.__doc__ = f"{name}: {SIZES[size]} with {flags}."
+    _REGISTRY[name] = factory
+
+
+for _size in SIZES:
+    _register(f"vssm_{_size}", _size, ABLATION_FLAGS["VSSM"])
+    _register(f"msvssm_{_size}", _size, ABLATION_FLAGS["VSSM+SE+LayerScale+DSPP"])
+
+
+def list_models() -> list[str]:
+    """Names accepted by ``build_model``."""
+    return sorted(_REGISTRY)
+
+
+def build_model(name: str, num_classes: int = 4, **overrides) -> MSVSSM:
+    """Build a registered model, e.g. ``build_model("msvssm_nano", num_classes=4, dspp=False)``.
+
+    ``overrides`` are any ``MSVSSM`` constructor arguments (``in_chans``,
+    ``drop_path_rate``, ``path_se``, ``layer_scale``, ``dspp``, ``scan_backend``...).
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+    return _REGISTRY[name](num_classes=num_classes, **overrides)
