@@ -1,0 +1,63 @@
+# Two commands do everything on a fresh machine:
+#   make reproduce   the main job: synthetic DEAP -> faces -> every notebook (papermill) -> figures/
+#   make test        unit tests + a smoke run of every notebook
+# Both create .venv from the pinned requirements when it is missing or out of date.
+
+PYTHON   ?= python3
+VENV     ?= .venv
+BIN      := $(VENV)/bin
+STAMP    := $(VENV)/.installed
+PROFILE  ?= cpu
+DATA     ?= data
+BUILD    ?= build
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+PYTEST_WORKERS ?= 2
+
+.PHONY: venv test test-unit test-notebooks reproduce bench bench-scan bench-model bench-data lock clean
+
+$(STAMP): requirements.txt requirements-lock.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt -c requirements-lock.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## Tests: unit tests, then every notebook with the tiny "smoke" profile.
+test: test-unit test-notebooks
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) -m "not notebook" tests
+
+test-notebooks: $(STAMP)
+	$(BIN)/python -m pytest -q -m notebook tests
+
+## The main job: prepare the profile's data (resumable), run every notebook, write figures/.
+reproduce: $(STAMP)
+	$(BIN)/python -m msvssm.reproduce --profile $(PROFILE) --data $(DATA) --out $(BUILD)/notebooks $(NOTEBOOKS)
+
+## Benchmarks: speed and memory, measured side by side, printed as ratios.
+bench: bench-scan bench-model bench-data
+
+$(VENV)/.bench: $(STAMP) requirements-bench.txt
+	$(BIN)/python -m pip install --quiet -r requirements-bench.txt
+	touch $@
+
+bench-scan: $(VENV)/.bench
+	$(BIN)/python benchmarks/bench_scan.py
+
+bench-model: $(STAMP)
+	$(BIN)/python benchmarks/bench_model.py
+
+bench-data: $(STAMP)
+	$(BIN)/python benchmarks/bench_data.py
+
+## Refresh the full pin list after changing requirements.txt.
+lock: $(STAMP)
+	( echo "# Full transitive freeze used as pip constraints (-c) so a fresh venv matches the tested one."; \
+	  echo "# Regenerate with: make lock"; \
+	  $(BIN)/python -m pip freeze --exclude-editable | grep -v '^msvssm' ) > requirements-lock.txt
+
+clean:
+	rm -rf $(BUILD) .pytest_cache

@@ -1,0 +1,38 @@
+"""Run profiles shared by the notebooks, the CLI and ``make reproduce``.
+
+``smoke``  seconds per notebook: tiny synthetic data, tiny images (CI, ``make test``)
+``cpu``    the default reproduction on a laptop: default synthetic data, 64x64 faces
+``gpu``    paper scale: DEAP-shaped synthetic data (or the real DEAP), 224x224, VMamba-T size
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    synth_scale: str  # msvssm.data.synth.SCALES key
+    image_size: int  # model input (pixels, square)
+    crop_size: int  # stored face-crop size written by preprocessing
+    model_size: str  # nano / tiny / small / base
+    batch_size: int
+    epochs: int
+    bench_batch: int  # batch for quick speed checks inside notebooks
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile("smoke", "tiny", 32, 64, "nano", 8, 1, 2),
+    "cpu": Profile("cpu", "default", 64, 128, "nano", 32, 30, 8),
+    "gpu": Profile("gpu", "deap", 224, 224, "tiny", 64, 300, 64),
+}
+
+
+def get_profile(name: str, **overrides) -> Profile:
+    """The named profile, with optional field overrides."""
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
+    return replace(PROFILES[name], **overrides)
