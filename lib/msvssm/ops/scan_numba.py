@@ -1,1 +1,217 @@
-"""Placeholder; the chunked backend registers itself here (work in progress)."""
+"""The ``numba`` selective-scan backend: compiled CPU kernels (the fast CPU path).
+
+Forward, per (batch, channel), one sequential loop over time with the state
+(n floats) in registers / L1; nothing but the inputs is saved for backward.
+
+Backward, per work item = (batch, group, chunk of the group's channels), for
+each channel: recompute its states h_t and decays a_t = exp(Δ_t A) into a small
+scratch (L x n, per item), then run the reverse recurrence
+
+    g_t = C_t dy_t + a_{t+1} g_{t+1}        (g_{L-1} also gets dLoss/dh_last)
+
+and accumulate du, dΔ, dA, dB, dC (formulas in :mod:`.scan_chunked`). B and C
+are shared by the channels of a group and A by the batch, so their gradients go
+to per-item partial buffers (no two parallel iterations write the same element)
+and are summed in torch afterwards.
+
+Kernels are compiled by numba on first use and cached on disk (``cache=True``,
+in ``__pycache__`` beside this file), so the compile cost is paid once per
+machine. All arithmetic is float32 (``fastmath=False``: IEEE semantics, no
+reassociation). The backend registers as available only when numba imports.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .selective_scan import ScanBackend, register_backend, run_scan_core
+
+try:
+    import numba
+    from numba import njit, prange
+
+    _IMPORT_ERROR = ""
+except Exception as exc:  # pragma: no cover - depends on the environment
+    numba = None
+    _IMPORT_ERROR = f"numba does not import: {type(exc).__name__}: {exc}"
+
+
+if numba is not None:
+
+    @njit(parallel=True, cache=True, fastmath=False, nogil=True)
+    def _forward_kernel(u, delta, A, Bt, Ct, dg, y, last):  # pragma: no cover - compiled
+        """u, delta (b,d,l); A (d,n); Bt, Ct (b,g,l,n); writes y (b,d,l) and last (b,d,n)."""
+        nb, nd, L = u.shape
+        N = A.shape[1]
+        for item in prange(nb * nd):
+            bi = item // nd
+            di = item % nd
+            gi = di // dg
+            h = np.zeros(N, np.float32)
+            for t in range(L):
+                dt = delta[bi, di, t]
+                x = dt * u[bi, di, t]
+                acc = np.float32(0.0)
+                for k in range(N):
+                    hk = np.exp(dt * A[di, k]) * h[k] + Bt[bi, gi, t, k] * x
+                    h[k] = hk
+                    acc += Ct[bi, gi, t, k] * hk
+                y[bi, di, t] = acc
+            for k in range(N):
+                last[bi, di, k] = h[k]
+
+    @njit(parallel=True, cache=True, fastmath=False, nogil=True)
+    def _backward_kernel(u, delta, A, Bt, Ct, dy, dlast, dg, cs,
+                         du, ddelta, dA_part, dB_part, dC_part):  # pragma: no cover - compiled
+        """Gradients of the core. Shapes: u, delta, dy, du, ddelta (b,d,l); A (d,n);
+        Bt, Ct (b,g,l,n); dlast (b,d,n); dA_part (b,d,n); dB_part, dC_part
+        (b,g,nch,l,n), zero-filled, nch = ceil(dg / cs) chunks of cs channels."""
+        nb, nd, L = u.shape
+        N = A.shape[1]
+        ng = nd // dg
+        nch = dB_part.shape[2]
+        for item in prange(nb * ng * nch):
+            bi = item // (ng * nch)
+            rest = item % (ng * nch)
+            gi = rest // nch
+            ci = rest % nch
+            c0 = gi * dg + ci * cs
+            c1 = min(c0 + cs, (gi + 1) * dg)
+            hs = np.empty((L, N), np.float32)
+            dec = np.empty((L, N), np.float32)
+            gcar = np.empty(N, np.float32)
+            dacc = np.empty(N, np.float32)
+            for di in range(c0, c1):
+                # Recompute this channel's states and decays.
+                for t in range(L):
+                    dt = delta[bi, di, t]
+                    x = dt * u[bi, di, t]
+                    for k in range(N):
+                        e = np.exp(dt * A[di, k])
+                        dec[t, k] = e
+                        hp = hs[t - 1, k] if t > 0 else np.float32(0.0)
+                        hs[t, k] = e * hp + Bt[bi, gi, t, k] * x
+                # Reverse pass.
+                for k in range(N):
+                    gcar[k] = dlast[bi, di, k]
+                    dacc[k] = np.float32(0.0)
+                for t in range(L - 1, -1, -1):
+                    dt = delta[bi, di, t]
+                    ut = u[bi, di, t]
+                    dyt = dy[bi, di, t]
+                    dtu = dt * ut
+                    sgb = np.float32(0.0)  # Σ_n g B
+                    sga = np.float32(0.0)  # Σ_n A g a h_{t-1}
+                    for k in range(N):
+                        gk = Ct[bi, gi, t, k] * dyt + gcar[k]
+                        dC_part[bi, gi, ci, t, k] += dyt * hs[t, k]
+                        dB_part[bi, gi, ci, t, k] += gk * dtu
+                        sgb += gk * Bt[bi, gi, t, k]
+                        if t > 0:
+                            w = gk * dec[t, k] * hs[t - 1, k]
+                            sga += w * A[di, k]
+                            dacc[k] += w * dt
+                        gcar[k] = gk * dec[t, k]
+                    du[bi, di, t] = sgb * dt
+                    ddelta[bi, di, t] = sgb * ut + sga
+                for k in range(N):
+                    dA_part[bi, di, k] = dacc[k]
+
+
+def _np(t: Tensor) -> np.ndarray:
+    """A float32, C-contiguous numpy view (or copy) of a CPU tensor."""
+    return t.detach().to(torch.float32).contiguous().numpy()
+
+
+def _channels_per_item(b: int, g: int, dg: int) -> int:
+    """Channels per backward work item: enough items to keep every thread busy."""
+    threads = numba.get_num_threads()
+    want_chunks = max(1, math.ceil(4 * threads / max(1, b * g)))
+    return max(1, math.ceil(dg / min(dg, want_chunks)))
+
+
+class _NumbaScanFn(torch.autograd.Function):
+    """Core: float32 u, delta (b,d,l), A (d,n), B, C (b,g,n,l) -> y (b,d,l), h_last (b,d,n)."""
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C):
+        b, d, L = u.shape
+        g, n = B.shape[1], B.shape[2]
+        y = torch.empty(b, d, L, dtype=torch.float32)
+        last = torch.empty(b, d, n, dtype=torch.float32)
+        Bt = B.transpose(2, 3)  # (b, g, l, n): the n values of one step side by side
+        Ct = C.transpose(2, 3)
+        _forward_kernel(_np(u), _np(delta), _np(A), _np(Bt), _np(Ct), d // g, y.numpy(), last.numpy())
+        ctx.save_for_backward(u, delta, A, B, C)
+        return y, last
+
+    @staticmethod
+    def backward(ctx, dy, dlast):
+        u, delta, A, B, C = ctx.saved_tensors
+        b, d, L = u.shape
+        g, n = B.shape[1], B.shape[2]
+        dg = d // g
+        if dy is None:
+            dy = torch.zeros(b, d, L)
+        if dlast is None:
+            dlast = torch.zeros(b, d, n)
+        cs = _channels_per_item(b, g, dg)
+        nch = math.ceil(dg / cs)
+        du = torch.empty(b, d, L, dtype=torch.float32)
+        ddelta = torch.empty(b, d, L, dtype=torch.float32)
+        dA_part = torch.empty(b, d, n, dtype=torch.float32)
+        dB_part = torch.zeros(b, g, nch, L, n, dtype=torch.float32)
+        dC_part = torch.zeros(b, g, nch, L, n, dtype=torch.float32)
+        _backward_kernel(
+            _np(u), _np(delta), _np(A), _np(B.transpose(2, 3)), _np(C.transpose(2, 3)),
+            _np(dy), _np(dlast), dg, cs,
+            du.numpy(), ddelta.numpy(), dA_part.numpy(), dB_part.numpy(), dC_part.numpy(),
+        )
+        dA = dA_part.sum(0)
+        dB = dB_part.sum(2).transpose(2, 3)
+        dC = dC_part.sum(2).transpose(2, 3)
+        return du, ddelta, dA, dB, dC
+
+
+def _core(u, delta, A, B, C):
+    return _NumbaScanFn.apply(u, delta, A, B, C)
+
+
+def selective_scan_numba(
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    delta_bias: Tensor | None = None,
+    delta_softplus: bool = False,
+    return_last_state: bool = False,
+):
+    """Compiled CPU scan; same arguments and results as ``selective_scan_reference``.
+
+    CPU tensors only. The last state is differentiable too.
+    """
+    if u.device.type != "cpu":
+        raise RuntimeError(f"the numba scan backend runs on CPU tensors only, got {u.device}")
+    return run_scan_core(_core, u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+
+
+def warmup() -> float:
+    """Compile (or load from the on-disk cache) both kernels; return the seconds it took."""
+    import time
+
+    t0 = time.perf_counter()
+    x = torch.randn(1, 2, 3, requires_grad=True)
+    y = selective_scan_numba(x, x.detach().abs(), -torch.ones(2, 1), torch.ones(1, 1, 1, 3), torch.ones(1, 1, 1, 3))
+    y.sum().backward()
+    return time.perf_counter() - t0
+
+
+register_backend(
+    ScanBackend("numba", selective_scan_numba, ("cpu",), lambda: numba is not None, lambda: _IMPORT_ERROR)
+)

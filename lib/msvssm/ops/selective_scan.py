@@ -89,6 +89,42 @@ def selective_scan_reference(
     return (y, h) if return_last_state else y
 
 
+def run_scan_core(
+    core: Callable,
+    u: Tensor,
+    delta: Tensor,
+    A: Tensor,
+    B: Tensor,
+    C: Tensor,
+    D: Tensor | None = None,
+    z: Tensor | None = None,
+    delta_bias: Tensor | None = None,
+    delta_softplus: bool = False,
+    return_last_state: bool = False,
+):
+    """Shared pre- and post-processing for the fast backends.
+
+    Upcasts to float32, applies ``delta_bias`` and softplus (in autograd), calls
+    ``core(u, delta, A, B, C) -> (y, last_state)`` on float32 tensors (the core
+    owns the recurrence and its gradient), then adds ``D * u``, gates with
+    ``silu(z)`` (in autograd) and casts ``y`` back to the dtype of ``u``, exactly
+    as :func:`selective_scan_reference` does.
+    """
+    dtype_in = u.dtype
+    u, delta, A, B, C = (t.float() for t in (u, delta, A, B, C))
+    if delta_bias is not None:
+        delta = delta + delta_bias.float()[None, :, None]
+    if delta_softplus:
+        delta = F.softplus(delta)
+    y, last_state = core(u, delta, A, B, C)
+    if D is not None:
+        y = y + D.float()[None, :, None] * u
+    if z is not None:
+        y = y * F.silu(z.float())
+    y = y.to(dtype_in)
+    return (y, last_state) if return_last_state else y
+
+
 class ScanBackend(NamedTuple):
     name: str
     fn: Callable
