@@ -8,6 +8,7 @@ VENV     ?= .venv
 BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.installed
 PROFILE  ?= cpu
+DEAP_ROOT ?=
 DATA     ?= data
 BUILD    ?= build
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
@@ -35,7 +36,7 @@ test-notebooks: $(STAMP)
 
 ## The main job: prepare the profile's data (resumable), run every notebook, write figures/.
 reproduce: $(STAMP)
-	$(BIN)/python -m msvssm.reproduce --profile $(PROFILE) --data $(DATA) --out $(BUILD)/notebooks $(NOTEBOOKS)
+	$(BIN)/python -m msvssm.reproduce --profile $(PROFILE) --data $(DATA) --out $(BUILD)/notebooks $(if $(DEAP_ROOT),--deap-root $(DEAP_ROOT)) $(NOTEBOOKS)
 
 ## Benchmarks: speed and memory, measured side by side, printed as ratios.
 bench: bench-scan bench-model bench-data

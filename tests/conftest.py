@@ -8,17 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-RATING_HEADER = [
-    "Participant_id",
-    "Trial",
-    "Experiment_id",
-    "Start_time",
-    "Valence",
-    "Arousal",
-    "Dominance",
-    "Liking",
-    "Familiarity",
-]
+from msvssm.data.deap import RATING_COLUMNS
+
+RATING_HEADER = list(RATING_COLUMNS)
 
 
 def draw_face(img: np.ndarray, cx: int, cy: int, s: int) -> None:

@@ -56,7 +56,7 @@ def test_layout_and_ratings_columns(tiny):
     text = (tiny / "metadata_csv/participant_ratings.csv").read_text()
     assert text.splitlines()[0] == ",".join(RATING_COLUMNS)
     df = pd.read_csv(tiny / "metadata_csv/participant_ratings.csv")
-    assert list(df.columns) == RATING_COLUMNS
+    assert list(df.columns) == list(RATING_COLUMNS)
     assert len(df) == p_n * t_n  # ratings exist even for trials without a video, as in DEAP
     for p, g in df.groupby("Participant_id"):
         assert list(g.Trial) == list(range(1, t_n + 1))

@@ -36,23 +36,13 @@ import pandas as pd
 
 from ..utils import atomic_path, atomic_write_text, get_logger
 from . import face_render as fr
+from .deap import CLASS_NAMES, DEFAULT_THRESHOLD, RATING_COLUMNS
 
 GENERATOR_VERSION = "1.0"
 
 log = get_logger("synth")
 
-RATING_COLUMNS = [
-    "Participant_id",
-    "Trial",
-    "Experiment_id",
-    "Start_time",
-    "Valence",
-    "Arousal",
-    "Dominance",
-    "Liking",
-    "Familiarity",
-]
-QUADRANTS = ("HVHA", "HVLA", "LVHA", "LVLA")
+QUADRANTS = CLASS_NAMES
 # DEAP, participants s01-s22, 880 trials, rule ">= 5 is high".
 DEAP_QUADRANT_COUNTS = {"HVHA": 302, "HVLA": 178, "LVHA": 217, "LVLA": 183}
 DEAP_QUADRANT_PROPORTIONS = {k: v / 880 for k, v in DEAP_QUADRANT_COUNTS.items()}
@@ -86,9 +76,9 @@ def _rng(seed: int, *key: int) -> np.random.Generator:
 
 
 def quadrant_of(valence: float | np.ndarray, arousal: float | np.ndarray):
-    """The paper's 4 classes: >= 5 is high. Works on scalars and arrays."""
-    hv = np.asarray(valence) >= 5.0
-    ha = np.asarray(arousal) >= 5.0
+    """The paper's 4 classes (``msvssm.data.deap.quadrant``, vectorised): >= 5 is high."""
+    hv = np.asarray(valence) >= DEFAULT_THRESHOLD
+    ha = np.asarray(arousal) >= DEFAULT_THRESHOLD
     idx = np.where(hv, np.where(ha, 0, 1), np.where(ha, 2, 3))
     names = np.asarray(QUADRANTS)[idx]
     return names.item() if names.ndim == 0 else names
@@ -174,7 +164,7 @@ def _participant_ratings(seed: int, p: int, n_trials: int, knobs: dict[str, Any]
             fam = ""
         rows.append([p, trial, e, start, val, aro, dom, lik, fam])
         start += int((60 + rng.uniform(20, 40)) * 1e6)  # microseconds: 60 s clip + self-assessment
-    df = pd.DataFrame(rows, columns=RATING_COLUMNS)
+    df = pd.DataFrame(rows, columns=list(RATING_COLUMNS))
     return df, {"bias_v": float(bias_v), "bias_a": float(bias_a)}
 
 
