@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import msvssm
-from msvssm.models import ABLATION_FLAGS, SIZES, LayerScale, build_model, list_models
+from msvssm.models import ABLATION_FLAGS, SIZES, SS2D, LayerScale, build_model, list_models
 
 FLAG_NAMES = ("path_se", "layer_scale", "dspp")
 FLAG_COMBOS = [dict(zip(FLAG_NAMES, bits)) for bits in itertools.product([False, True], repeat=3)]
@@ -67,20 +67,62 @@ def test_layer_scale_starts_at_its_init_value(init):
     model = build_model("vssm_nano", layer_scale=True, layer_scale_init=init)
     scales = [m for m in model.modules() if isinstance(m, LayerScale)]
     assert len(scales) == sum(SIZES["nano"]["depths"])
-    for m in scales:
+    ss2ds = [m for m in model.modules() if isinstance(m, SS2D)]
+    for m, ss2d in zip(scales, ss2ds):
         assert torch.all(m.gamma == torch.tensor(init, dtype=m.gamma.dtype))
-        assert m.gamma.numel() == m.gamma.shape[0]
+        assert m.gamma.shape == (ss2d.d_inner,)  # per channel of the d_inner features
 
 
-def test_layer_scale_multiplies_before_out_proj():
+def capture_inputs(module, store, key):
+    return module.register_forward_hook(lambda mod, inp, out: store.update({key: (inp[0].detach(), out.detach())}))
+
+
+def test_layer_scale_sits_after_se_and_norm_and_feeds_out_proj():
     torch.manual_seed(0)
-    model = build_model("vssm_nano", layer_scale=True, layer_scale_init=1.0)
-    ss2d = model.stages[0].blocks[0].op
-    x = torch.randn(1, 8, 8, ss2d.dim)
-    y1 = ss2d(x)
-    with torch.no_grad():
-        ss2d.layer_scale.gamma.mul_(0.5)
-    torch.testing.assert_close(ss2d(x), 0.5 * y1)  # out_proj is linear and bias-free
+    ss2d = SS2D(16, path_se=True, se_reduction=4, layer_scale=True, layer_scale_init=0.3)
+    seen = {}
+    hooks = [capture_inputs(ss2d.out_norm, seen, "norm"), capture_inputs(ss2d.layer_scale, seen, "scale"),
+             capture_inputs(ss2d.out_proj, seen, "proj")]
+    ss2d(torch.randn(2, 5, 6, 16))
+    for h in hooks:
+        h.remove()
+    torch.testing.assert_close(seen["scale"][0], seen["norm"][1])  # Λ takes the LayerNorm's output
+    torch.testing.assert_close(seen["scale"][1], 0.3 * seen["norm"][1])  # F ⊙ Λ
+    torch.testing.assert_close(seen["proj"][0], seen["scale"][1])  # and feeds out_proj
+    assert seen["proj"][0].shape[-1] == ss2d.d_inner
+
+
+def test_se_acts_on_each_direction_on_the_grid_before_the_merge():
+    torch.manual_seed(0)
+    ss2d = SS2D(16, ssm_ratio=2.0, path_se=True, se_reduction=4)
+    seen = {}
+    hook = capture_inputs(ss2d.path_se, seen, "se")
+    ss2d(torch.randn(2, 5, 6, 16))
+    hook.remove()
+    y, gated = seen["se"]
+    assert y.shape == (2, 4, ss2d.d_inner, 5, 6)  # (b, K, d, h, w): per direction, on the 2D grid
+    se = ss2d.path_se
+    for k in range(4):  # hand-computed SE with direction k's own weights
+        s = y[:, k].mean(dim=(-2, -1))  # (b, d)
+        w = torch.sigmoid(torch.relu(s @ se.fc1_weight[k].T + se.fc1_bias[k]) @ se.fc2_weight[k].T + se.fc2_bias[k])
+        torch.testing.assert_close(gated[:, k], y[:, k] * w[:, :, None, None])
+    # the four directions have independent weights
+    assert not torch.allclose(se.fc1_weight[0], se.fc1_weight[1])
+
+
+def test_ss2d_follows_vmamba_v2_initialisation_and_has_no_biases():
+    torch.manual_seed(0)
+    ss2d = SS2D(96, d_state=4, ssm_ratio=2.0)
+    assert ss2d.d_inner == 192 and ss2d.dt_rank == 6  # dt_rank = ceil(C / 16), from C not d_inner
+    assert ss2d.in_proj.bias is None and ss2d.out_proj.bias is None and ss2d.conv2d.bias is None
+    assert ss2d.conv2d.groups == ss2d.d_inner  # depthwise
+    assert ss2d.x_proj_weight.shape == (4, 6 + 2 * 4, 192)
+    assert ss2d.dt_projs_weight.shape == (4, 192, 6) and ss2d.dt_projs_weight.abs().max() <= 6**-0.5
+    torch.testing.assert_close(ss2d.A_logs, torch.log(torch.arange(1.0, 5.0)).repeat(4 * 192, 1))
+    torch.testing.assert_close(ss2d.Ds, torch.ones(4 * 192))
+    dt = torch.nn.functional.softplus(ss2d.dt_projs_bias)
+    assert dt.shape == (4, 192) and dt.min() >= 1e-4 * 0.999 and dt.max() <= 0.1 * 1.001
+    assert dt.min() < 3e-3 and dt.max() > 3e-2  # log-uniform over [1e-3, 1e-1], not a constant
 
 
 def test_vssm_tiny_matches_vmamba_t_parameter_count():
@@ -137,10 +179,32 @@ def test_unavailable_backend_in_a_model_is_an_error():
         model(torch.randn(1, 3, 32, 32))
 
 
-def test_flop_count_matches_vmamba_t_and_counts_the_scan():
+def test_flop_count_matches_vmamba_t():
     from msvssm.flops import count_flops
 
     result = count_flops(build_model("vssm_tiny", num_classes=1000), (3, 224, 224))
     assert result["flops"] == pytest.approx(4.9e9, rel=0.02)  # VMamba-T published: 4.9G
-    # 8 blocks at 28x28... : the scan's share must be counted (not zero), as 9*b*l*d*n + b*d*l
-    assert result["by_operator"]["PythonOp._ScanForFlopCount"] > 0
+
+
+def test_flop_count_counts_every_scan_as_vmamba_does():
+    from msvssm.flops import count_flops, scan_flops
+
+    model = build_model("vssm_nano", num_classes=4)
+    result = count_flops(model, (3, 64, 64))
+    # stage i: (64 / 4 / 2^i)^2 pixels, K * dims_i channels, d_state 1, D present
+    expected = sum(
+        depth * scan_flops(1, (16 >> i) ** 2, 4 * model.dims[i], 1)
+        for i, depth in enumerate(model.depths)
+    )
+    assert result["by_operator"]["PythonOp._ScanForFlopCount"] == expected
+    assert scan_flops(2, 10, 8, 4, with_d=False) == 9 * 2 * 10 * 8 * 4
+
+
+def test_flop_counting_backend_is_never_offered_to_users():
+    from msvssm.flops import FLOP_COUNT_BACKEND, count_flops
+
+    count_flops(build_model("vssm_nano"), (3, 32, 32))
+    assert FLOP_COUNT_BACKEND not in msvssm.available_scan_backends()
+    with pytest.raises(ValueError, match="unknown selective-scan backend"):
+        msvssm.selective_scan(*[torch.zeros(1, 4, 3)] * 2, -torch.ones(4, 1), *[torch.zeros(1, 1, 1, 3)] * 2,
+                              backend=FLOP_COUNT_BACKEND)

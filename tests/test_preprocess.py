@@ -184,6 +184,35 @@ def test_rerun_is_noop_and_other_params_refused(deap_root, tmp_path):
     preprocess_deap(root, out, PreprocessConfig(size=48), workers=1, progress=False, overwrite=True)
     img = cv2.imread(str(out / _manifest(out)["path"][0]))
     assert img.shape == (48, 48, 3)
+    # changed ratings change the labels: old crops must not be reused silently
+    write_ratings(root / "metadata_csv" / "participant_ratings.csv", [rating(1, 1, 2.0, 6.0)])
+    with pytest.raises(PreprocessConfigError, match="ratings file changed"):
+        preprocess_deap(root, out, PreprocessConfig(size=48), workers=1, progress=False)
+
+
+def test_an_error_on_one_frame_costs_only_that_frame(deap_root, tmp_path, monkeypatch):
+    import msvssm.data.faces as faces
+
+    root = tmp_path / "small"
+    (root / "face_video" / "s01").mkdir(parents=True)
+    shutil.copy(deap_root / "face_video" / "s01" / "s01_trial01.avi", root / "face_video" / "s01")
+    write_ratings(root / "metadata_csv" / "participant_ratings.csv", [rating(1, 1, 6.0, 6.0)])
+    real_face_crop, calls = faces.face_crop, []
+
+    def flaky_face_crop(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("simulated detector failure")
+        return real_face_crop(*args, **kwargs)
+
+    monkeypatch.setattr(faces, "face_crop", flaky_face_crop)
+    out = tmp_path / "out"
+    preprocess_deap(root, out, PreprocessConfig(size=32), workers=1, progress=False)
+    statuses = _manifest(out)["status"].tolist()
+    assert len(statuses) == len(calls) >= 3
+    assert statuses[1] == "error" and statuses.count("error") == 1
+    assert statuses.count("ok") >= 2
+    assert "simulated detector failure" in _manifest(out)["detail"][1]
 
 
 def test_simulated_kill_leftovers_are_repaired(deap_root, preprocessed, tmp_path):

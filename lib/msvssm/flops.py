@@ -27,17 +27,26 @@ FLOP_COUNT_BACKEND = "flopcount"
 
 
 class _ScanForFlopCount(torch.autograd.Function):
-    """One traceable node per scan, for counting only: returns zeros shaped like y."""
+    """One traceable node per scan, for counting only: returns zeros shaped like y.
+
+    Its traced inputs are (u, delta, A, B, C, D) with D an empty tensor when the
+    call has no D, so the handle can tell the two apart from shapes alone.
+    """
 
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, D, delta_bias):  # type: ignore[override]
+    def forward(ctx, u, delta, A, B, C, D):  # type: ignore[override]
         return torch.zeros_like(u)
 
 
 def _flopcount_backend(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state):
-    if z is not None or return_last_state or not delta_softplus:
-        raise ValueError("the flop-count backend supports SS2D's call only")
-    return _ScanForFlopCount.apply(u, delta, A, B, C, D, delta_bias)
+    if z is not None or return_last_state:
+        raise ValueError("the flop-count backend counts SS2D's call only (no z, no last state)")
+    return _ScanForFlopCount.apply(u, delta, A, B, C, u.new_empty(0) if D is None else D)
+
+
+def scan_flops(b: int, l: int, d: int, n: int, with_d: bool = True) -> int:
+    """VMamba's count for one selective scan: 9*b*l*d*n (+ b*d*l for the D skip)."""
+    return 9 * b * l * d * n + (b * d * l if with_d else 0)
 
 
 def _scan_flop_handle(inputs, outputs) -> int:
@@ -46,32 +55,38 @@ def _scan_flop_handle(inputs, outputs) -> int:
 
     b, d, l = get_shape(inputs[0])
     n = get_shape(inputs[2])[1]
-    with_d = len(inputs) > 5 and inputs[5].type().kind() != "NoneType"
-    return 9 * b * l * d * n + (b * d * l if with_d else 0)
-
-
-if FLOP_COUNT_BACKEND not in _BACKENDS:
-    register_backend(ScanBackend(FLOP_COUNT_BACKEND, _flopcount_backend, ("cpu",), lambda: True, lambda: ""))
+    with_d = get_shape(inputs[5]) != [0]
+    return scan_flops(b, l, d, n, with_d)
 
 
 @contextlib.contextmanager
-def _scan_backend(model: nn.Module, backend: str) -> Iterator[None]:
+def _counting_scan(model: nn.Module) -> Iterator[None]:
+    """Register the counting backend and route every SS2D of ``model`` to it, then undo both.
+
+    It is registered only for the length of a count, so it never shows in
+    ``available_scan_backends()`` and cannot be chosen by a user.
+    """
+    register_backend(
+        ScanBackend(FLOP_COUNT_BACKEND, _flopcount_backend, ("cpu", "cuda", "mps"), lambda: True, lambda: "")
+    )
     saved = {m: m.scan_backend for m in model.modules() if hasattr(m, "scan_backend")}
     for m in saved:
-        m.scan_backend = backend
+        m.scan_backend = FLOP_COUNT_BACKEND
     try:
         yield
     finally:
         for m, old in saved.items():
             m.scan_backend = old
+        _BACKENDS.pop(FLOP_COUNT_BACKEND, None)
 
 
 def count_flops(model: nn.Module, input_size=(3, 224, 224), batch_size: int = 1) -> dict:
     """Count multiply-accumulates of one forward pass with fvcore.
 
     Returns ``{"flops": total, "by_operator": {...}, "params": n}``; FLOPs per
-    image (batch 1 by default). Runs on the CPU in eval mode; the model's mode
-    and scan backends are restored afterwards.
+    image (batch 1 by default). Traces on the model's device in eval mode; the
+    model's mode and scan backends are restored afterwards. Not thread-safe
+    (the counting backend is registered for the duration of the call).
     """
     from fvcore.nn import FlopCountAnalysis
 
@@ -80,7 +95,7 @@ def count_flops(model: nn.Module, input_size=(3, 224, 224), batch_size: int = 1)
     x = torch.zeros(batch_size, *input_size, device=device)
     model.eval()
     try:
-        with _scan_backend(model, FLOP_COUNT_BACKEND), torch.no_grad():
+        with _counting_scan(model), torch.no_grad():
             analysis = FlopCountAnalysis(model, x)
             analysis.set_op_handle("prim::PythonOp._ScanForFlopCount", _scan_flop_handle)
             analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)

@@ -56,6 +56,27 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def is_atomic_leftover(path: Path) -> bool:
+    """Whether ``path`` is a temporary file of ``atomic_path`` (``.NAME.XXXX.tmpSUFFIX``)."""
+    return path.is_file() and path.name.startswith(".") and ".tmp" in path.name
+
+
+def remove_atomic_leftovers(folders) -> int:
+    """Delete the temporary files that writes interrupted by a kill left in ``folders``.
+
+    Only the folders themselves are searched (not their subfolders). Returns how many were removed.
+    """
+    removed = 0
+    for folder in folders:
+        folder = Path(folder)
+        if folder.is_dir():
+            for f in folder.iterdir():
+                if is_atomic_leftover(f):
+                    f.unlink()
+                    removed += 1
+    return removed
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

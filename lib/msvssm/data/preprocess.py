@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import io
 import json
 import multiprocessing as mp
@@ -48,8 +49,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..utils import atomic_write_bytes, atomic_write_json, atomic_write_text, get_logger
-from .deap import CLASS_NAMES, DEFAULT_THRESHOLD, TRIAL_OK, DeapIndex, scan_deap
+from ..utils import atomic_write_bytes, atomic_write_json, atomic_write_text, get_logger, remove_atomic_leftovers
+from .deap import CLASS_NAMES, DEFAULT_THRESHOLD, TRIAL_OK, DeapIndex, find_ratings_file, scan_deap
 
 log = get_logger("data.preprocess")
 
@@ -248,13 +249,21 @@ def _crop_frames(job, path, times, info, cfg, detector, out, name) -> list[dict[
     decoded = 0
     for idx, frame in read_frames(path, sorted(wanted)):
         decoded += 1
-        crop, face, box, n_faces, clamped = face_crop(
-            detector, frame, upsample=cfg.upsample, enlarge=cfg.enlarge, square=cfg.square, size=cfg.size
-        )
+        try:
+            crop, face, box, n_faces, clamped = face_crop(
+                detector, frame, upsample=cfg.upsample, enlarge=cfg.enlarge, square=cfg.square, size=cfg.size
+            )
+            frame_error = ""
+        except Exception as exc:  # one bad frame costs that frame only, not the video
+            log.warning("%s frame %d: %s: %s", job["video"], idx, type(exc).__name__, exc)
+            crop, face, box, n_faces, clamped = None, None, None, 0, False
+            frame_error = f"{type(exc).__name__}: {exc}"
         for t in by_index[idx]:
             row = _base_row(job)
             row.update(time_s=_fmt_time(t), frame_index=str(idx), n_faces=str(n_faces))
-            if crop is None:
+            if frame_error:
+                row.update(status="error", detail=frame_error)
+            elif crop is None:
                 row.update(status="no_face")
             else:
                 details = []
@@ -308,7 +317,14 @@ def _read_part(path: Path) -> list[dict[str, str]]:
 
 
 def _config_record(root: Path, cfg: PreprocessConfig) -> dict[str, Any]:
-    return {"format_version": FORMAT_VERSION, "root": str(root.resolve()), "params": asdict(cfg)}
+    # The ratings' hash too: labels come from them, so changed ratings must not reuse old crops.
+    ratings = find_ratings_file(root)
+    return {
+        "format_version": FORMAT_VERSION,
+        "root": str(root.resolve()),
+        "ratings_sha256": hashlib.sha256(ratings.read_bytes()).hexdigest(),
+        "params": asdict(cfg),
+    }
 
 
 def _versions() -> dict[str, str]:
@@ -329,15 +345,7 @@ def _clean_output(out: Path) -> None:
 
 def _remove_temp_files(out: Path) -> int:
     """Delete leftovers of writes interrupted by a kill (``.name.XXXX.tmp*``)."""
-    n = 0
-    for sub in (out, out / PARTS_DIR, *sorted((out / IMAGES_DIR).glob("*"))):
-        if not sub.is_dir():
-            continue
-        for f in sub.iterdir():
-            if f.is_file() and f.name.startswith(".") and ".tmp" in f.name:
-                f.unlink()
-                n += 1
-    return n
+    return remove_atomic_leftovers([out, out / PARTS_DIR, *sorted((out / IMAGES_DIR).glob("*"))])
 
 
 def _prepare_output(root: Path, out: Path, cfg: PreprocessConfig, overwrite: bool) -> None:
@@ -345,7 +353,7 @@ def _prepare_output(root: Path, out: Path, cfg: PreprocessConfig, overwrite: boo
     config_path = out / CONFIG_FILE
     if config_path.exists():
         old = json.loads(config_path.read_text(encoding="utf-8"))
-        old_cmp = {k: old.get(k) for k in ("format_version", "root", "params")}
+        old_cmp = {k: old.get(k) for k in ("format_version", "root", "ratings_sha256", "params")}
         if old_cmp != record:
             if not overwrite:
                 diffs = []
@@ -354,6 +362,9 @@ def _prepare_output(root: Path, out: Path, cfg: PreprocessConfig, overwrite: boo
                         diffs.append(f"{key}: {(old.get('params') or {}).get(key)!r} -> {value!r}")
                 if old.get("root") != record["root"]:
                     diffs.append(f"root: {old.get('root')!r} -> {record['root']!r}")
+                if old.get("ratings_sha256") != record["ratings_sha256"]:
+                    diffs.append(f"the ratings file changed (sha256 {str(old.get('ratings_sha256'))[:12]}... -> "
+                                 f"{record['ratings_sha256'][:12]}...)")
                 if old.get("format_version") != FORMAT_VERSION:
                     diffs.append(f"format_version: {old.get('format_version')!r} -> {FORMAT_VERSION}")
                 raise PreprocessConfigError(

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..utils import atomic_path, atomic_write_text, get_logger
+from ..utils import atomic_path, atomic_write_text, get_logger, remove_atomic_leftovers
 from . import face_render as fr
 from .deap import CLASS_NAMES, DEFAULT_THRESHOLD, RATING_COLUMNS
 
@@ -605,6 +605,9 @@ def generate_synthetic_deap(
         for old in sorted((out / "face_video").glob("s*/s*_trial*.avi")):
             old.unlink()
     out.mkdir(parents=True, exist_ok=True)
+    leftovers = remove_atomic_leftovers([out, out / "metadata_csv", *sorted((out / "face_video").glob("s*"))])
+    if leftovers:
+        log.info("removed %d temporary file(s) left by an interrupted run", leftovers)
     atomic_write_text(meta_path, meta_text)
 
     ratings = generate_ratings(params["n_participants"], params["n_trials"], seed, **{k: params[k] for k in DEFAULT_KNOBS})

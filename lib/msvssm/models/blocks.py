@@ -74,8 +74,8 @@ class DSPP(nn.Module):
 
     Where the paper is silent we chose, and why:
       * width ``ratio`` (default 1/4): the paper calls the module lightweight;
-        full-width dilated 3x3 convs would add ~16M parameters at stage 4 of the
-        tiny model (half the network). With m = c/4 the concat is back at c.
+        a full-width DSPP would add ~22M parameters at stage 4 of the tiny
+        model (70 % of the network); at a quarter width it adds 1.9M. With m = c/4 the concat is back at c.
       * activation: GELU after every conv but the final fusion (GELU is the
         model's activation elsewhere); no normalisation inside (BatchNorm would
         make the model batch-size sensitive; the VSS blocks' LayerNorms follow).
