@@ -38,7 +38,7 @@ from ..utils import atomic_path, atomic_write_text, get_logger, remove_atomic_le
 from . import face_render as fr
 from .deap import CLASS_NAMES, DEFAULT_THRESHOLD, RATING_COLUMNS
 
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"
 
 log = get_logger("synth")
 
@@ -60,9 +60,10 @@ SCALES: dict[str, dict[str, Any]] = {
 DEFAULT_KNOBS: dict[str, Any] = dict(
     jpeg_quality=(40, 90),  # MJPG quality range, drawn per trial
     occlusion_trial_prob=0.35,  # probability that a trial has look-away / hand / out-of-frame episodes
-    weak_expressivity_prob=0.3,  # share of participants who barely show what they feel
-    felt_noise_valence=0.9,  # sd of (felt - reported) valence, rating units
-    felt_noise_arousal=1.0,
+    weak_expressivity_prob=0.15,  # share of participants who barely show what they feel
+    felt_noise_valence=0.45,  # sd of (felt - reported) valence, rating units
+    felt_noise_arousal=0.45,
+    cue_scale=0.8,  # rating units over which a cue saturates: cue = expressivity * tanh((felt - 5) / cue_scale)
     stimulus_agreement=0.45,  # weight of the music video's intended quadrant in the reported quadrant
     exact_five_prob=0.035,  # share of high-side ratings set to exactly 5.0
 )
@@ -342,8 +343,8 @@ def plan_trial(seed: int, participant: Participant, trial: int, reported_v: floa
     # felt state: the self-report minus the participant's scale bias, plus noise
     felt_v = float(np.clip(reported_v - P.felt_bias_v + rng.normal(0, params["felt_noise_valence"]), 1, 9))
     felt_a = float(np.clip(reported_a - P.felt_bias_a + rng.normal(0, params["felt_noise_arousal"]), 1, 9))
-    vt = P.expressivity * math.tanh((felt_v - 5.0) / 2.0)
-    at = P.expressivity * math.tanh((felt_a - 5.0) / 2.0)
+    vt = P.expressivity * math.tanh((felt_v - 5.0) / params["cue_scale"])
+    at = P.expressivity * math.tanh((felt_a - 5.0) / params["cue_scale"])
     t0, tau = rng.uniform(0.0, 3.0), rng.uniform(0.5, 3.0)
     env = 1.0 - np.exp(-np.clip(t - t0, 0, None) / tau)
     fl = 0.12 + 0.15 * P.expressivity
@@ -375,11 +376,11 @@ def plan_trial(seed: int, participant: Participant, trial: int, reported_v: floa
         eye_open[m] = 0.05
 
     # pose: seat position, trial offset, head motion growing with arousal
-    amp = P.head_motion * (1 + 0.6 * np.clip(ac, 0, None))
+    amp = P.head_motion * (1 + 0.6 * np.clip(ac, 0, 0.5))  # capped: strong roll defeats the frontal detector
     w = P.size * Hh * rng.uniform(0.92, 1.08) * (1 + 0.02 * _smooth_noise(rng, t, 2, 0.05, 0.3))
     cx = (P.seat_x + rng.uniform(-0.06, 0.06)) * W + 0.03 * W * amp * _smooth_noise(rng, t, 3, 0.05, 0.7)
     cy = (P.seat_y + rng.uniform(-0.04, 0.04)) * Hh + 0.02 * Hh * amp * _smooth_noise(rng, t, 3, 0.05, 0.7)
-    roll = rng.uniform(-6, 6) + 2.5 * amp * _smooth_noise(rng, t, 3, 0.05, 0.7)
+    roll = rng.uniform(-5, 5) + 2.5 * amp * _smooth_noise(rng, t, 3, 0.05, 0.7)
     yaw = np.clip(0.35 * amp * _smooth_noise(rng, t, 2, 0.05, 0.5), -1, 1)
     pitch = np.clip(0.3 * amp * _smooth_noise(rng, t, 2, 0.05, 0.5), -1, 1)
     x0, y0, x1, y1 = fr.GT_BOX_CANONICAL
