@@ -14,7 +14,7 @@ BUILD    ?= build
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 PYTEST_WORKERS ?= 2
 
-.PHONY: venv test test-unit test-notebooks reproduce bench bench-scan bench-model bench-data lock clean
+.PHONY: venv test test-unit test-notebooks reproduce bench bench-scan bench-model bench-data bench-difficulty lock clean
 
 $(STAMP): requirements.txt requirements-lock.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ bench-model: $(STAMP)
 
 bench-data: $(STAMP)
 	$(BIN)/python benchmarks/bench_data.py
+
+## How separable the synthetic DEAP is under each split protocol (linear baselines).
+bench-difficulty: $(STAMP)
+	$(BIN)/python benchmarks/data_difficulty.py --data $(DATA)
 
 ## Refresh the full pin list after changing requirements.txt.
 lock: $(STAMP)

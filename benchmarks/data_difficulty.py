@@ -150,7 +150,7 @@ def _fmt(values: list[float]) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="/work/main/data", help="data folder (prepared if needed)")
+    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[1] / "data"), help="data folder (prepared if needed)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--profile", default="cpu", help="run profile (dataset scale and crop size)")
     parser.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=PROTOCOLS)
