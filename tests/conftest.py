@@ -168,3 +168,26 @@ def tree_bytes(folder: Path, skip: tuple[str, ...] = ()) -> dict[str, bytes]:
             out[rel] = p.read_bytes()
     return out
 
+
+
+def kill_cli_when(args: list[str], ready, timeout: float = 60.0) -> int:
+    """Run ``python -m msvssm.cli ARGS``, SIGKILL it as soon as ``ready()`` is true; return its exit code.
+
+    A code of ``-SIGKILL`` means it was killed mid-run (the caller asserts that).
+    """
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "msvssm.cli", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    try:
+        while time.time() < deadline and proc.poll() is None and not ready():
+            time.sleep(0.005)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return proc.returncode

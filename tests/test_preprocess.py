@@ -2,19 +2,15 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import draw_face, make_deap, rating, tree_bytes, write_ratings, write_video
+from conftest import draw_face, kill_cli_when, make_deap, rating, tree_bytes, write_ratings, write_video
 
 from msvssm.cli import main as cli_main
 from msvssm.data.faces import clamp_box, create_detector, enlarge_box, face_crop, largest_box
@@ -243,21 +239,11 @@ def test_kill_and_resume_subprocess(tmp_path):
     preprocess_deap(root, ref, PreprocessConfig(size=32), workers=1, progress=False)
 
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "msvssm.cli", "preprocess", "--root", str(root), "--out", str(out),
-           "--workers", "1", "--size", "32", "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    try:
-        while time.time() < deadline and proc.poll() is None:
-            parts = list((out / "parts").glob("s01_trial*.csv")) if (out / "parts").exists() else []
-            if parts:
-                break
-            time.sleep(0.005)
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    code = kill_cli_when(
+        ["preprocess", "--root", str(root), "--out", str(out), "--workers", "1", "--size", "32", "--no-progress"],
+        ready=lambda: any((out / "parts").glob("s01_trial*.csv")),
+    )
+    assert code == -signal.SIGKILL, "the run finished before it could be killed"
     assert not (out / "manifest.csv").exists()
     done = len(list((out / "parts").glob("*.csv")))
     assert 1 <= done < 8

@@ -132,27 +132,16 @@ def test_resume_rewrites_only_missing_video(tiny, tmp_path):
 
 
 def test_kill_and_resume_equals_an_uninterrupted_run(tiny, tmp_path):
-    import os
     import signal
-    import subprocess
-    import sys
-    import time
+
+    from conftest import kill_cli_when
 
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "msvssm.cli", "synth-deap", "--out", str(out), "--scale", "tiny",
-           "--workers", "1", "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 60
-    try:
-        while time.time() < deadline and proc.poll() is None:
-            if len(list(out.glob("face_video/s*/*.avi"))) >= 2:
-                break
-            time.sleep(0.005)
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    code = kill_cli_when(
+        ["synth-deap", "--out", str(out), "--scale", "tiny", "--workers", "1", "--no-progress"],
+        ready=lambda: len(list(out.glob("face_video/s*/*.avi"))) >= 2,
+    )
+    assert code == -signal.SIGKILL, "the run finished before it could be killed"
     # A kill in the middle of a write leaves a temporary file; plant one in case this kill did not.
     (out / "face_video/s01/.s01_trial04.avi.k1ll.tmp.avi").write_bytes(b"half a video")
     generate_synthetic_deap(out, seed=0, scale="tiny", workers=1, progress=False)
