@@ -141,6 +141,14 @@ def test_any_input_size_and_channel_count(hw):
     assert model.forward_head(feats, pre_logits=True).shape == (1, model.num_features)
 
 
+def test_wrong_image_shape_is_a_clear_error():
+    model = build_model("vssm_nano")
+    with pytest.raises(ValueError, match=r"expected images shaped \(batch, 3, height, width\).*channels last"):
+        model(torch.randn(2, 64, 64, 3))
+    with pytest.raises(ValueError, match="got \\(3, 64, 64\\)"):
+        model(torch.randn(3, 64, 64))
+
+
 def test_drop_path_rate_is_settable_and_linear():
     model = build_model("vssm_nano", drop_path_rate=0.3)
     rates = [b.drop_path.drop_prob for s in model.stages for b in s.blocks if hasattr(b.drop_path, "drop_prob")]

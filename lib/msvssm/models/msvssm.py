@@ -74,6 +74,7 @@ class MSVSSM(nn.Module):
         if len(dims) != len(depths):
             raise ValueError(f"dims {list(dims)} and depths {list(depths)} must have the same length")
         self.num_classes, self.dims, self.depths = num_classes, list(dims), list(depths)
+        self.in_chans = in_chans
         self.num_features = self.dims[-1]
         self.flags = dict(path_se=path_se, layer_scale=layer_scale, dspp=dspp)
 
@@ -127,6 +128,11 @@ class MSVSSM(nn.Module):
 
     def forward_features(self, x: Tensor) -> Tensor:
         """x: (b, in_chans, H, W) -> final normalised feature map (b, H/32, W/32, num_features)."""
+        if x.dim() != 4 or x.shape[1] != self.in_chans:
+            raise ValueError(
+                f"expected images shaped (batch, {self.in_chans}, height, width), got {tuple(x.shape)}"
+                + (" (channels last? use x.permute(0, 3, 1, 2))" if x.dim() == 4 and x.shape[-1] == self.in_chans else "")
+            )
         x = self.stem(x)  # (b, H/4, W/4, c)
         for stage in self.stages:
             x = stage(x)  # (b, h_i, w_i, c_i)
