@@ -62,7 +62,7 @@ bench-difficulty: $(STAMP)
 lock: $(STAMP)
 	( echo "# Full transitive freeze used as pip constraints (-c) so a fresh venv matches the tested one."; \
 	  echo "# Regenerate with: make lock"; \
-	  $(BIN)/python -m pip freeze --exclude-editable | grep -v '^msvssm' ) > requirements-lock.txt
+	  $(BIN)/python -m pip freeze --exclude-editable | grep -v -e '^msvssm' -e '^mambapy' ) > requirements-lock.txt
 
 clean:
 	rm -rf $(BUILD) .pytest_cache
