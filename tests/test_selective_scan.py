@@ -356,3 +356,16 @@ def test_plain_sum_loss(name, l):
     g_got = torch.autograd.grad(run(backend_fn(name), x, last=False).sum(), list(x.values()))
     g_want = torch.autograd.grad(run(selective_scan_reference, x, last=False).sum(), list(x.values()))
     assert_grads_close(dict(zip(x, g_got)), dict(zip(x, g_want)))
+
+
+def test_notebook_check_helpers_report_agreement_and_time():
+    from msvssm.ops.check import compare_to_reference, random_scan_inputs, time_backends
+
+    inputs = random_scan_inputs(b=1, d=4, l=20, n=2, g=2)
+    table = compare_to_reference(available_scan_backends("cpu"), inputs)
+    assert table["reference"]["max |y - ref|"] == 0.0
+    for name, row in table.items():
+        assert set(row) == {"max |y - ref|", *(f"max |d{k} - ref|" for k in ("u", "delta", "A", "B", "C", "D", "delta_bias"))}
+        assert max(row.values()) < 1e-3, (name, row)
+    times = time_backends(["reference"], inputs, repeats=1)
+    assert times["reference"] > 0

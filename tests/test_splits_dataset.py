@@ -20,7 +20,7 @@ from msvssm.data.dataset import (
 )
 from msvssm.data.deap import CLASS_NAMES
 from msvssm.data.preprocess import MANIFEST_COLUMNS
-from msvssm.data.splits import SplitError, make_splits, read_split
+from msvssm.data.splits import SplitError, leakage, make_splits, read_split
 
 
 @pytest.fixture()
@@ -73,6 +73,16 @@ def test_subject_split_disjoint_participants(fake_data):
     assert (_sides(df, "participant") == 1).all()
     n = df.groupby("split")["participant"].nunique()
     assert n["test"] == 2 and n["val"] >= 1 and n.sum() == 10
+
+
+def test_leakage_measures_what_each_protocol_shares(fake_data):
+    reports = {p: leakage(read_split(make_splits(fake_data, p, seed=0)[0])) for p in ("frame", "trial", "subject")}
+    trial_key, person_key = "test frames whose trial is in train", "test frames whose participant is in train"
+    assert reports["frame"][trial_key] > 0.9  # nearly every test frame's video was seen in training
+    assert reports["trial"][trial_key] == 0.0 and reports["trial"][person_key] > 0.5
+    assert reports["subject"][trial_key] == 0.0 and reports["subject"][person_key] == 0.0
+    hand_made = pd.DataFrame({"participant": [1, 1, 2, 2], "trial": [1, 2, 1, 1], "split": ["train", "test", "test", "train"]})
+    assert leakage(hand_made) == {trial_key: 0.5, person_key: 1.0}
 
 
 def test_subject_folds(fake_data):

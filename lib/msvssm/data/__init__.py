@@ -34,7 +34,7 @@ _EXPORTS = {
     "video": ["VideoError", "VideoInfo", "frame_index", "sample_times", "probe_video", "read_frames"],
     "faces": ["create_detector", "detect_faces", "largest_box", "enlarge_box", "clamp_box", "crop_face", "face_crop"],
     "preprocess": ["MANIFEST_COLUMNS", "PreprocessConfig", "PreprocessConfigError", "preprocess_deap", "format_summary"],
-    "splits": ["PROTOCOLS", "SplitError", "make_splits", "read_split", "split_frames", "split_trials",
+    "splits": ["PROTOCOLS", "SplitError", "make_splits", "read_split", "leakage", "split_frames", "split_trials",
                "split_subjects", "subject_folds"],
     "dataset": ["FaceImageDataset", "ImageReadError", "train_transforms", "eval_transforms", "read_manifest",
                 "read_classes", "build_imagefolder_manifest", "IMAGENET_MEAN", "IMAGENET_STD"],

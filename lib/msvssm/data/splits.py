@@ -275,6 +275,26 @@ def make_splits(
     return [write_split(data_dir, split_name("subject", seed), df, split_subjects(df, ratios, seed), info)]
 
 
+def leakage(split: pd.DataFrame) -> dict[str, float]:
+    """How much of the test side was already seen in training, for a split table.
+
+    Returns the share of test frames whose trial (participant, trial) also has
+    frames in train, and the share whose participant does. A leak-free trial
+    split has 0 for the first; a subject split has 0 for both.
+    """
+    train, test = split[split["split"] == "train"], split[split["split"] == "test"]
+    if test.empty:
+        raise SplitError("the split has no test rows")
+    seen_trials = set(zip(train["participant"], train["trial"]))
+    seen_people = set(train["participant"])
+    return {
+        "test frames whose trial is in train": float(
+            np.mean([k in seen_trials for k in zip(test["participant"], test["trial"])])
+        ),
+        "test frames whose participant is in train": float(test["participant"].isin(seen_people).mean()),
+    }
+
+
 def describe_split(path: str | Path) -> str:
     df = read_split(path)
     lines = [f"{path}"]
