@@ -164,24 +164,13 @@ def _core(chunk: int):
     return core
 
 
-def selective_scan_chunked(
-    u: Tensor,
-    delta: Tensor,
-    A: Tensor,
-    B: Tensor,
-    C: Tensor,
-    D: Tensor | None = None,
-    z: Tensor | None = None,
-    delta_bias: Tensor | None = None,
-    delta_softplus: bool = False,
-    return_last_state: bool = False,
-    chunk: int = DEFAULT_CHUNK,
-):
+def selective_scan_chunked(*args, chunk: int = DEFAULT_CHUNK, **kwargs):
     """Chunked log-step scan; same arguments and results as ``selective_scan_reference``.
 
-    The last state is differentiable too (its gradient enters the reverse scan).
+    ``chunk`` is the length of the pieces scanned in parallel. The last state is
+    differentiable too (its gradient enters the reverse scan).
     """
-    return run_scan_core(_core(chunk), u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+    return run_scan_core(_core(chunk), *args, **kwargs)
 
 
 register_backend(

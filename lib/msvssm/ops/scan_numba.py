@@ -180,25 +180,14 @@ def _core(u, delta, A, B, C):
     return _NumbaScanFn.apply(u, delta, A, B, C)
 
 
-def selective_scan_numba(
-    u: Tensor,
-    delta: Tensor,
-    A: Tensor,
-    B: Tensor,
-    C: Tensor,
-    D: Tensor | None = None,
-    z: Tensor | None = None,
-    delta_bias: Tensor | None = None,
-    delta_softplus: bool = False,
-    return_last_state: bool = False,
-):
+def selective_scan_numba(u: Tensor, *args, **kwargs):
     """Compiled CPU scan; same arguments and results as ``selective_scan_reference``.
 
     CPU tensors only. The last state is differentiable too.
     """
     if u.device.type != "cpu":
         raise RuntimeError(f"the numba scan backend runs on CPU tensors only, got {u.device}")
-    return run_scan_core(_core, u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state)
+    return run_scan_core(_core, u, *args, **kwargs)
 
 
 def warmup() -> float:
