@@ -1,6 +1,7 @@
 """Models: SS2D / SE-SS2D, VSS blocks, DSPP and the MS-VSSM classifier."""
 from .blocks import DSPP, Mlp, VSSBlock
-from .msvssm import ABLATION_FLAGS, MSVSSM, SIZES, build_model, list_models
+from .msvssm import ABLATION_FLAGS, MSVSSM, SIZES
+from .registry import build_model, list_models, register_model
 from .ss2d import SS2D, LayerScale, PathSqueezeExcite
 
 __all__ = [
@@ -15,4 +16,5 @@ __all__ = [
     "VSSBlock",
     "build_model",
     "list_models",
+    "register_model",
 ]

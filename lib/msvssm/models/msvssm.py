@@ -22,6 +22,7 @@ from timm.layers import trunc_normal_
 from torch import Tensor
 
 from .blocks import DSPP, Downsample, Stem, VSSBlock
+from .registry import register_model
 
 ABLATION_FLAGS: dict[str, dict[str, bool]] = {
     "VSSM": dict(path_se=False, layer_scale=False, dspp=False),
@@ -159,35 +160,17 @@ SIZES: dict[str, dict] = {
     "base": dict(dims=128, depths=(2, 2, 15, 2), ssm_ratio=2.0, drop_path_rate=0.6),
 }
 
-_REGISTRY: dict[str, Callable[..., MSVSSM]] = {}
 
 
-def _register(name: str, size: str, flags: dict[str, bool]) -> None:
+def _factory(name: str, size: str, flags: dict[str, bool]) -> Callable[..., MSVSSM]:
     def factory(num_classes: int = 4, **overrides) -> MSVSSM:
-        kwargs = {**SIZES[size], **flags, **overrides}
-        return MSVSSM(num_classes=num_classes, **kwargs)
+        return MSVSSM(num_classes=num_classes, **{**SIZES[size], **flags, **overrides})
 
     factory.__name__ = name
     factory.__doc__ = f"{name}: {SIZES[size]} with {flags}."
-    _REGISTRY[name] = factory
+    return factory
 
 
 for _size in SIZES:
-    _register(f"vssm_{_size}", _size, ABLATION_FLAGS["VSSM"])
-    _register(f"msvssm_{_size}", _size, ABLATION_FLAGS["VSSM+SE+LayerScale+DSPP"])
-
-
-def list_models() -> list[str]:
-    """Names accepted by ``build_model``."""
-    return sorted(_REGISTRY)
-
-
-def build_model(name: str, num_classes: int = 4, **overrides) -> MSVSSM:
-    """Build a registered model, e.g. ``build_model("msvssm_nano", num_classes=4, dspp=False)``.
-
-    ``overrides`` are any ``MSVSSM`` constructor arguments (``in_chans``,
-    ``drop_path_rate``, ``path_se``, ``layer_scale``, ``dspp``, ``scan_backend``...).
-    """
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}")
-    return _REGISTRY[name](num_classes=num_classes, **overrides)
+    register_model(_factory(f"vssm_{_size}", _size, ABLATION_FLAGS["VSSM"]))
+    register_model(_factory(f"msvssm_{_size}", _size, ABLATION_FLAGS["VSSM+SE+LayerScale+DSPP"]))
