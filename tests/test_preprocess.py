@@ -14,6 +14,7 @@ from conftest import draw_face, kill_cli_when, make_deap, rating, tree_bytes, wr
 
 from msvssm.cli import main as cli_main
 from msvssm.data.faces import clamp_box, create_detector, enlarge_box, face_crop, largest_box
+from msvssm.data.manifest import STATUSES
 from msvssm.data.preprocess import (
     MANIFEST_COLUMNS,
     PreprocessConfig,
@@ -121,6 +122,7 @@ def _manifest(out: Path) -> pd.DataFrame:
 def test_preprocess_statuses_and_layout(preprocessed):
     m = _manifest(preprocessed)
     assert tuple(m.columns) == MANIFEST_COLUMNS
+    assert set(m["status"]) < set(STATUSES)  # every status the run writes is part of the schema
     by_video = m.groupby("video")["status"].agg(lambda s: sorted(set(s)))
     assert by_video["face_video/s01/s01_trial04.avi"] == ["unreadable_video"]  # corrupt bytes
     assert by_video["face_video/s02/s02_trial04.avi"] == ["empty_video"]  # 0 bytes
@@ -294,3 +296,19 @@ def test_synthetic_deap_end_to_end(synth_root, tmp_path):
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
         hits += g.x0 <= cx <= g.x1 and g.y0 <= cy <= g.y1
     assert hits >= 0.9 * len(ok)
+
+
+# ----------------------------------------------------------------------------- the job runner
+
+
+def test_run_jobs_skips_finished_jobs_in_process_and_in_a_pool():
+    from msvssm.data.jobs import resolve_workers, run_jobs
+
+    calls = []
+    done = {2, 4}
+    out = run_jobs(lambda j: -j, range(1, 6), workers=1, is_done=lambda j: j in done,
+                   initializer=calls.append, initargs=("init",), progress=False)
+    assert out == [-1, -3, -5] and calls == ["init"]  # in order, initializer once, finished jobs skipped
+    assert sorted(run_jobs(abs, [-3, -1, -2, -4], workers=2, progress=False)) == [1, 2, 3, 4]
+    assert run_jobs(abs, [-1], is_done=lambda j: True, progress=False) == []
+    assert resolve_workers(None, 0) == 1 and resolve_workers(8, 3) == 3 and resolve_workers(2, 10) == 2

@@ -19,7 +19,7 @@ from msvssm.data.dataset import (
     train_transforms,
 )
 from msvssm.data.deap import CLASS_NAMES
-from msvssm.data.preprocess import MANIFEST_COLUMNS
+from msvssm.data.manifest import MANIFEST_COLUMNS, STATUSES, read_manifest
 from msvssm.data.splits import SplitError, leakage, make_splits, read_split
 
 
@@ -218,3 +218,40 @@ def test_unreadable_image_names_file(tmp_path):
     i = [str(p) for p, _ in ds.samples].index(str(bad))
     with pytest.raises(ImageReadError, match="S01_0.png"):
         ds[i]
+
+
+# ----------------------------------------------------------------------------- manifest module
+
+
+def test_manifest_module_is_the_only_shared_dependency():
+    """splits and dataset read the manifest through msvssm.data.manifest, not through each other."""
+    import ast
+
+    import msvssm.data
+    from msvssm.data import manifest
+
+    lib = Path(manifest.__file__).parent
+    imports = {}
+    for name in ("splits", "manifest"):
+        tree = ast.parse((lib / f"{name}.py").read_text())
+        imports[name] = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 1}
+    assert "dataset" not in imports["splits"] and "manifest" in imports["splits"]
+    assert not {"dataset", "splits", "preprocess"} & imports["manifest"]
+    # the documented names still resolve, lazily, to the manifest module
+    assert msvssm.data.read_manifest is read_manifest
+    assert msvssm.data.MANIFEST_COLUMNS is MANIFEST_COLUMNS
+    assert msvssm.data.STATUSES is STATUSES
+    from msvssm.data.dataset import build_imagefolder_manifest as from_dataset
+    from msvssm.data.preprocess import MANIFEST_COLUMNS as from_preprocess
+
+    assert from_dataset is msvssm.data.build_imagefolder_manifest and from_preprocess is MANIFEST_COLUMNS
+
+
+def test_read_manifest_rejects_unknown_status(fake_data):
+    df = pd.read_csv(fake_data / "manifest.csv", dtype=str, keep_default_na=False)
+    assert set(df["status"]) <= set(STATUSES)
+    assert len(read_manifest(fake_data)) == 400 and len(read_manifest(fake_data, ok_only=False)) == 480
+    df.loc[3, "status"] = "fine"
+    df.to_csv(fake_data / "manifest.csv", index=False)
+    with pytest.raises(ValueError, match="unknown status.*fine"):
+        read_manifest(fake_data)

@@ -6,10 +6,11 @@ importing the package does not pull in OpenCV, dlib or torch.
 * :mod:`.deap` — ``CLASS_NAMES``, ``quadrant``, ``read_ratings``, ``scan_deap``
 * :mod:`.video` — ``sample_times``, ``frame_index``, ``probe_video``, ``read_frames``
 * :mod:`.faces` — ``create_detector``, ``detect_faces``, ``enlarge_box``, ``clamp_box``, ``face_crop``
+* :mod:`.manifest` — ``MANIFEST_COLUMNS``, ``STATUSES``, ``read_manifest``, ``read_classes``,
+  ``build_imagefolder_manifest``
 * :mod:`.preprocess` — ``preprocess_deap``, ``PreprocessConfig`` (CLI ``msvssm preprocess``)
 * :mod:`.splits` — ``make_splits``, ``read_split`` (CLI ``msvssm split``)
-* :mod:`.dataset` — ``FaceImageDataset``, ``train_transforms``, ``eval_transforms``,
-  ``build_imagefolder_manifest``
+* :mod:`.dataset` — ``FaceImageDataset``, ``train_transforms``, ``eval_transforms``
 """
 from __future__ import annotations
 
@@ -33,11 +34,12 @@ _EXPORTS = {
     ],
     "video": ["VideoError", "VideoInfo", "frame_index", "sample_times", "probe_video", "read_frames"],
     "faces": ["create_detector", "detect_faces", "largest_box", "enlarge_box", "clamp_box", "crop_face", "face_crop"],
-    "preprocess": ["MANIFEST_COLUMNS", "PreprocessConfig", "PreprocessConfigError", "preprocess_deap", "format_summary"],
+    "manifest": ["MANIFEST_COLUMNS", "STATUSES", "read_manifest", "read_classes", "build_imagefolder_manifest"],
+    "preprocess": ["PreprocessConfig", "PreprocessConfigError", "preprocess_deap", "format_summary"],
     "splits": ["PROTOCOLS", "SplitError", "make_splits", "read_split", "leakage", "split_frames", "split_trials",
                "split_subjects", "subject_folds"],
-    "dataset": ["FaceImageDataset", "ImageReadError", "train_transforms", "eval_transforms", "read_manifest",
-                "read_classes", "build_imagefolder_manifest", "IMAGENET_MEAN", "IMAGENET_STD"],
+    "dataset": ["FaceImageDataset", "ImageReadError", "train_transforms", "eval_transforms", "IMAGENET_MEAN",
+                "IMAGENET_STD"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 

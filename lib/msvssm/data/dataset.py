@@ -6,28 +6,24 @@
 * :func:`eval_transforms` — Resize, ToDtype, Normalize; no augmentation.
 * :class:`FaceImageDataset` — rows with status ``ok`` of ``DATA/manifest.csv``,
   optionally restricted to one side of a split file; returns ``(image, label_index)``.
-* :func:`build_imagefolder_manifest` — the same kind of manifest for a folder of
-  class subfolders (RAF-DB, FER2013 exported as images, ...), so splits and the
-  dataset work on it unchanged.
+
+``read_manifest``, ``read_classes`` and ``build_imagefolder_manifest`` live in
+:mod:`.manifest` and are re-exported here.
 """
 from __future__ import annotations
 
-import json
-import re
 from pathlib import Path
 from typing import Sequence
 
-import pandas as pd
 from torch.utils.data import Dataset
 
-from ..utils import atomic_path, atomic_write_json, get_logger
-from .deap import class_names_for
+from ..utils import get_logger
+from .manifest import build_imagefolder_manifest, read_classes, read_manifest
 
 log = get_logger("data.dataset")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
 
 
 class ImageReadError(RuntimeError):
@@ -79,83 +75,6 @@ def eval_transforms(size: int, *, mean: Sequence[float] = IMAGENET_MEAN, std: Se
             v2.Normalize(mean=list(mean), std=list(std)),
         ]
     )
-
-
-# ----------------------------------------------------------------------------- manifests
-
-
-def read_manifest(data_dir: str | Path, ok_only: bool = True) -> pd.DataFrame:
-    """``DATA/manifest.csv`` as strings (rows with status ``ok`` only by default)."""
-    path = Path(data_dir) / "manifest.csv"
-    if not path.exists():
-        raise FileNotFoundError(
-            f"no manifest.csv in {data_dir}: run `msvssm preprocess` first, or build one for an ImageFolder "
-            "with msvssm.data.build_imagefolder_manifest"
-        )
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    for col in ("path", "label", "status"):
-        if col not in df.columns:
-            raise ValueError(f"{path} lacks the column {col!r}")
-    for col in ("participant", "trial"):
-        if col not in df.columns:
-            df[col] = ""
-    if ok_only:
-        df = df[df["status"] == "ok"].reset_index(drop=True)
-    return df
-
-
-def read_classes(data_dir: str | Path, labels: Sequence[str] | None = None) -> list[str]:
-    """Class names in label-index order: ``DATA/classes.json``, else DEAP's or the sorted labels."""
-    path = Path(data_dir) / "classes.json"
-    if path.exists():
-        return list(json.loads(path.read_text(encoding="utf-8")))
-    if labels is None:
-        labels = read_manifest(data_dir)["label"].tolist()
-    return class_names_for(labels)
-
-
-def build_imagefolder_manifest(
-    root: str | Path,
-    *,
-    group_pattern: str | None = None,
-    write: bool = True,
-) -> pd.DataFrame:
-    """A manifest for ``ROOT/<class>/<image>`` (class names = folder names, sorted).
-
-    ``group_pattern``: optional regex searched in each file name whose first group is
-    the participant id (e.g. ``r"^(S\\d+)_"``), which enables the ``subject`` and
-    ``trial`` protocols (``trial`` uses the same id). Writes ``ROOT/manifest.csv`` and
-    ``ROOT/classes.json`` when ``write``.
-    """
-    from .preprocess import MANIFEST_COLUMNS
-
-    root = Path(root)
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != "splits")
-    pattern = re.compile(group_pattern) if group_pattern else None
-    rows = []
-    for cls in classes:
-        for f in sorted((root / cls).rglob("*")):
-            if not f.is_file() or f.suffix.lower() not in IMAGE_EXTENSIONS or f.name.startswith("."):
-                continue
-            row = {c: "" for c in MANIFEST_COLUMNS}
-            if pattern is not None:
-                m = pattern.search(f.name)
-                if m is None:
-                    raise ValueError(f"group_pattern {group_pattern!r} does not match {f}")
-                row["participant"] = m.group(1)
-                row["trial"] = m.group(1)
-            row.update(label=cls, status="ok", path=f.relative_to(root).as_posix())
-            rows.append(row)
-    classes = [c for c in classes if any(r["label"] == c for r in rows)]
-    if not rows:
-        raise FileNotFoundError(f"{root} has no class subfolders with images ({', '.join(IMAGE_EXTENSIONS)})")
-    df = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
-    if write:
-        with atomic_path(root / "manifest.csv") as tmp:
-            df.to_csv(tmp, index=False, lineterminator="\n")
-        atomic_write_json(root / "classes.json", classes)
-    log.info("ImageFolder %s: %d images in %d classes %s", root, len(df), len(classes), classes)
-    return df
 
 
 # ----------------------------------------------------------------------------- dataset

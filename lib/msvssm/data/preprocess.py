@@ -21,7 +21,7 @@ Output folder::
     OUT/summary.json             counts: videos, frames, faces, skipped and why
     OUT/classes.json             class names in label-index order
 
-``status`` values: ``ok`` (crop written), ``no_face``, ``truncated`` (the stream
+Columns and ``status`` values are defined in :mod:`.manifest`: ``ok`` (crop written), ``no_face``, ``truncated`` (the stream
 ended before this sampled frame), ``too_short`` (shorter than 3 s: no frame
 sampled), ``empty_video`` (0-byte file or no frame), ``unreadable_video``
 (OpenCV cannot open or decode it), ``missing_video`` (a trial with a rating but no
@@ -35,9 +35,7 @@ number of workers.
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
-import io
 import json
 import multiprocessing as mp
 import os
@@ -51,46 +49,16 @@ from typing import Any
 
 from ..utils import atomic_write_bytes, atomic_write_json, atomic_write_text, get_logger, remove_atomic_leftovers
 from .deap import CLASS_NAMES, DEFAULT_THRESHOLD, TRIAL_OK, DeapIndex, find_ratings_file, scan_deap
+from .jobs import resolve_workers, run_jobs
+from .manifest import CLASSES_FILE, MANIFEST_COLUMNS, MANIFEST_FILE, STATUS_OK, read_manifest_rows, write_manifest
 
 log = get_logger("data.preprocess")
 
-MANIFEST_COLUMNS: tuple[str, ...] = (
-    "participant",
-    "trial",
-    "experiment_id",
-    "time_s",
-    "frame_index",
-    "video",
-    "face_box",
-    "box",
-    "n_faces",
-    "valence",
-    "arousal",
-    "label",
-    "status",
-    "detail",
-    "path",
-)
 CONFIG_FILE = "preprocess_config.json"
-MANIFEST_FILE = "manifest.csv"
 SUMMARY_FILE = "summary.json"
-CLASSES_FILE = "classes.json"
 IMAGES_DIR = "images"
 PARTS_DIR = "parts"
 FORMAT_VERSION = 1
-
-STATUSES = (
-    "ok",
-    "no_face",
-    "truncated",
-    "too_short",
-    "empty_video",
-    "unreadable_video",
-    "missing_video",
-    "missing_rating",
-    "error",
-)
-
 
 class PreprocessConfigError(RuntimeError):
     """The output folder holds a run made with other parameters."""
@@ -165,12 +133,12 @@ def _base_row(job: dict[str, Any]) -> dict[str, str]:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(config: dict[str, Any], set_threads: bool = True) -> None:
+def _init_worker(config: dict[str, Any]) -> None:
     import cv2
 
     from .faces import create_detector
 
-    if set_threads:
+    if mp.parent_process() is not None:  # a pool worker: one thread each (the run itself keeps OpenCV's)
         cv2.setNumThreads(1)
     _WORKER["config"] = PreprocessConfig(**config)
     _WORKER["detector"] = create_detector()
@@ -233,7 +201,7 @@ def process_video(job: dict[str, Any]) -> tuple[str, list[dict[str, str]]]:
         rows = []
         video_row("error", f"{type(exc).__name__}: {exc}")
 
-    _write_part(out / PARTS_DIR / f"{name}.csv", rows)
+    write_manifest(out / PARTS_DIR / f"{name}.csv", rows)
     return name, rows
 
 
@@ -273,7 +241,7 @@ def _crop_frames(job, path, times, info, cfg, detector, out, name) -> list[dict[
                     details.append("clamped")
                 rel = f"{IMAGES_DIR}/{job['label']}/{name}_{_time_tag(t)}.{cfg.image_format}"
                 atomic_write_bytes(out / rel, _encode(crop, cfg))
-                row.update(face_box=_fmt_box(face), box=_fmt_box(box), status="ok", detail=";".join(details), path=rel)
+                row.update(face_box=_fmt_box(face), box=_fmt_box(box), status=STATUS_OK, detail=";".join(details), path=rel)
             results[int(round(t * 1e6))] = row
     if decoded == 0:
         row = _base_row(job)
@@ -294,23 +262,6 @@ def _crop_frames(job, path, times, info, cfg, detector, out, name) -> list[dict[
             )
             rows.append(row)
     return rows
-
-
-def _rows_to_csv(rows: list[dict[str, str]]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(MANIFEST_COLUMNS), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
-
-
-def _write_part(path: Path, rows: list[dict[str, str]]) -> None:
-    atomic_write_text(path, _rows_to_csv(rows))
-
-
-def _read_part(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
 
 
 # ----------------------------------------------------------------------------- run
@@ -435,7 +386,7 @@ def _summarise(index: DeapIndex, rows: list[dict[str, str]]) -> dict[str, Any]:
             video_status[key] = r["status"]
         elif key not in video_status:
             video_status[key] = "processed"
-    ok = [r for r in rows if r["status"] == "ok"]
+    ok = [r for r in rows if r["status"] == STATUS_OK]
     return {
         "videos_found": int((index.trials["video"] != "").sum()),
         "videos_processed": sum(1 for v in video_status.values() if v == "processed"),
@@ -485,52 +436,42 @@ def preprocess_deap(
     Resumable: videos with a part file are skipped. ``workers`` defaults to all cores;
     1 runs in this process.
     """
-    from tqdm.auto import tqdm
-
     cfg = config or PreprocessConfig()
     root, out = Path(root), Path(out)
     index = scan_deap(root, cfg.threshold)
     _prepare_output(root, out, cfg, overwrite)
     jobs = _jobs(index, out)
-    todo = [j for j in jobs if not (out / PARTS_DIR / f"{_video_name(j['participant'], j['trial'])}.csv").exists()]
-    if len(todo) < len(jobs):
-        log.info("resuming: %d of %d videos already done", len(jobs) - len(todo), len(jobs))
-    n_workers = max(1, min(workers or os.cpu_count() or 1, max(1, len(todo))))
-    t0 = time.perf_counter()
+
+    def part_exists(job: dict[str, Any]) -> bool:
+        return (out / PARTS_DIR / f"{_video_name(job['participant'], job['trial'])}.csv").exists()
+
     frames = 0
-    bar = tqdm(total=len(todo), unit="video", disable=not progress, desc="preprocess")
-    try:
-        if n_workers == 1:
-            _init_worker(asdict(cfg), set_threads=False)
-            for job in todo:
-                _, rows = process_video(job)
-                frames += sum(1 for r in rows if r["time_s"])
-                bar.update(1)
-                bar.set_postfix(frames=frames)
-        else:
-            ctx = mp.get_context()
-            with ctx.Pool(n_workers, initializer=_init_worker, initargs=(asdict(cfg),)) as pool:
-                for _, rows in pool.imap_unordered(process_video, todo, chunksize=1):
-                    frames += sum(1 for r in rows if r["time_s"])
-                    bar.update(1)
-                    bar.set_postfix(frames=frames)
-    finally:
-        bar.close()
+
+    def count_frames(result: tuple[str, list[dict[str, str]]]) -> dict[str, int]:
+        nonlocal frames
+        frames += sum(1 for r in result[1] if r["time_s"])
+        return {"frames": frames}
+
+    n_todo = sum(1 for j in jobs if not part_exists(j))
+    n_workers = resolve_workers(workers, n_todo)
+    t0 = time.perf_counter()
+    run_jobs(process_video, jobs, workers=n_workers, is_done=part_exists, initializer=_init_worker,
+             initargs=(asdict(cfg),), progress=progress, desc="preprocess", unit="video", postfix=count_frames)
     elapsed = time.perf_counter() - t0
 
     # Assemble the manifest in a fixed order from the part files.
     rows: list[dict[str, str]] = []
     for r in index.trials.itertuples(index=False):
         if r.status == TRIAL_OK:
-            rows.extend(_read_part(out / PARTS_DIR / f"{_video_name(int(r.participant), int(r.trial))}.csv"))
+            rows.extend(read_manifest_rows(out / PARTS_DIR / f"{_video_name(int(r.participant), int(r.trial))}.csv"))
         else:
             rows.append(_trial_row(r))
-    atomic_write_text(out / MANIFEST_FILE, _rows_to_csv(rows))
+    write_manifest(out / MANIFEST_FILE, rows)
     atomic_write_json(out / CLASSES_FILE, list(CLASS_NAMES))
     summary = _summarise(index, rows)
     atomic_write_json(out / SUMMARY_FILE, summary)
     log.info(
-        "preprocessed %d video(s), %d frame(s) in %.1f s with %d worker(s)", len(todo), frames, elapsed, n_workers
+        "preprocessed %d video(s), %d frame(s) in %.1f s with %d worker(s)", n_todo, frames, elapsed, n_workers
     )
     return summary
 

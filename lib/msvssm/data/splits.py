@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from ..utils import atomic_path, atomic_write_json, get_logger
+from .manifest import build_imagefolder_manifest, read_manifest
 
 log = get_logger("data.splits")
 
@@ -244,10 +245,8 @@ def make_splits(
     """Make and save the split(s) of ``DATA/manifest.csv``; returns the CSV paths.
 
     A folder of class subfolders without a manifest gets one first
-    (:func:`msvssm.data.dataset.build_imagefolder_manifest`).
+    (:func:`msvssm.data.manifest.build_imagefolder_manifest`).
     """
-    from .dataset import build_imagefolder_manifest, read_manifest
-
     if protocol not in PROTOCOLS:
         raise SplitError(f"unknown protocol {protocol!r}; choose from {PROTOCOLS}")
     if folds and protocol != "subject":

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import multiprocessing as mp
 import os
 import time
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ import pandas as pd
 from ..utils import atomic_path, atomic_write_text, get_logger, remove_atomic_leftovers
 from . import face_render as fr
 from .deap import CLASS_NAMES, DEFAULT_THRESHOLD, RATING_COLUMNS
+from .jobs import fork_if_available, run_jobs
 
 GENERATOR_VERSION = "1.1"
 
@@ -615,34 +615,21 @@ def generate_synthetic_deap(
     atomic_write_text(out / "metadata_csv" / "participant_ratings.csv", ratings_to_csv(ratings))
 
     missing = missing_trials(params["n_participants"], params["n_trials"])
-    tasks, n_missing, n_existing = [], 0, 0
+    tasks, n_missing = [], 0
     for row in ratings.itertuples(index=False):
         p, trial = int(row.Participant_id), int(row.Trial)
         has_video = trial not in missing.get(p, [])
-        if not has_video:
-            n_missing += 1
-        elif video_path(out, p, trial).exists():
-            n_existing += 1
+        n_missing += not has_video
         tasks.append((str(out), int(seed), params, p, trial, float(row.Valence), float(row.Arousal), True if has_video else None))
-    n_workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
-    to_render = sum(1 for tk in tasks if tk[-1] and not video_path(out, tk[3], tk[4]).exists())
-    if to_render == 0:
-        n_workers = 1
 
-    from tqdm.auto import tqdm
+    def video_exists(task: tuple) -> bool:
+        return video_path(out, task[3], task[4]).exists()
 
-    results = []
-    if n_workers == 1:
-        it = map(_video_task, tasks)
-        for r in tqdm(it, total=len(tasks), disable=not progress, desc="synth-deap", unit="video"):
-            results.append(r)
-    else:
-        methods = mp.get_all_start_methods()
-        ctx = mp.get_context("fork" if "fork" in methods else "spawn")
-        with ctx.Pool(n_workers) as pool:
-            it = pool.imap_unordered(_video_task, tasks, chunksize=1)
-            for r in tqdm(it, total=len(tasks), disable=not progress, desc="synth-deap", unit="video"):
-                results.append(r)
+    # Render the videos not written yet in a pool; plan the others here (their ground truth only).
+    results = run_jobs(_video_task, [tk for tk in tasks if tk[-1]], workers=workers, is_done=video_exists,
+                       start_method=fork_if_available(), progress=progress, desc="synth-deap", unit="video")
+    rendered = {(r[0], r[1]) for r in results}
+    results += [_video_task(tk) for tk in tasks if (tk[3], tk[4]) not in rendered]
     results.sort(key=lambda r: (r[0], r[1]))
     gt = pd.concat([r[3] for r in results], ignore_index=True)
     with atomic_path(out / "ground_truth.csv") as tmp:
