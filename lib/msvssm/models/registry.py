@@ -62,10 +62,18 @@ def get_factory(name: str) -> Callable[..., nn.Module]:
     return _FACTORIES[name]
 
 
-def build_model(name: str, num_classes: int = 4, **overrides) -> nn.Module:
+def build_model(name: str, num_classes: int = 4, pretrained=None, **overrides) -> nn.Module:
     """Build a registered model, e.g. ``build_model("msvssm_nano", num_classes=4, dspp=False)``.
 
     ``overrides`` go to the model's constructor (for MS-VSSM: ``in_chans``,
     ``drop_path_rate``, ``path_se``, ``layer_scale``, ``dspp``, ``scan_backend``...).
+    ``pretrained``: a checkpoint file (or state dict) to start from, loaded by
+    :func:`msvssm.models.pretrained.load_pretrained` (official VMamba, timm, or our own
+    run); its report is logged and kept as ``model.pretrained_report``.
     """
-    return get_factory(name)(num_classes=num_classes, **overrides)
+    model = get_factory(name)(num_classes=num_classes, **overrides)
+    if pretrained is not None:
+        from .pretrained import load_pretrained
+
+        model.pretrained_report = load_pretrained(model, pretrained)
+    return model
