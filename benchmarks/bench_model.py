@@ -19,7 +19,7 @@ import torch
 
 from msvssm.flops import count_flops
 from msvssm.models import ABLATION_FLAGS, build_model
-from msvssm.ops.selective_scan import resolve_backend
+from msvssm.ops.registry import resolve_backend
 
 
 def train_step_timer(model, batch, size):

@@ -40,7 +40,7 @@ try:
 except ImportError:  # running from a checkout without the editable install
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 
-from msvssm.ops.selective_scan import available_scan_backends, selective_scan
+from msvssm.ops import available_scan_backends, selective_scan
 
 try:
     from mambapy.pscan import pscan as mambapy_pscan

@@ -8,22 +8,18 @@ selection (argument, environment variable, "auto" and its log line, errors).
 """
 from __future__ import annotations
 
-import importlib
 import logging
+import math
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from msvssm.ops.selective_scan import (
-    ENV_VAR,
-    available_scan_backends,
-    resolve_backend,
-    selective_scan,
-    selective_scan_reference,
-)
-
-# The module (``msvssm.ops.selective_scan`` the attribute is the function of that name).
-ss = importlib.import_module("msvssm.ops.selective_scan")
+from msvssm.ops import registry
+from msvssm.ops.registry import ENV_VAR, available_scan_backends, resolve_backend
+from msvssm.ops.scan import selective_scan
+from msvssm.ops.scan_reference import selective_scan_reference
 
 CPU_FAST = [name for name in available_scan_backends("cpu") if name != "reference"]
 ALL_NAMES = ("chunked", "numba", "cuda")
@@ -63,6 +59,31 @@ def run(fn, x, *, use_D=True, use_z=True, softplus=True, last=True, use_bias=Tru
         softplus,
         last,
     )
+
+
+def loop_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, return_last_state=False):
+    """S6 straight from the recurrence, one channel at a time; no library code (the test's own truth).
+
+    B and C: grouped (b, g, n, l), variable (b, n, l) or fixed (d, n), as in mamba-ssm's selective_scan_ref.
+    """
+    b, d, l = u.shape
+
+    def at(X, c, t):  # B_t or C_t of channel c for every batch element: (b, n)
+        return X[c].expand(b, -1) if X.dim() == 2 else X[:, :, t] if X.dim() == 3 else X[:, c // (d // X.shape[1]), :, t]
+
+    ys, last = [], []
+    for c in range(d):
+        h, yc = torch.zeros(b, A.shape[1], dtype=u.dtype), []
+        for t in range(l):
+            dt = delta[:, c, t] + (0 if delta_bias is None else delta_bias[c])
+            dt = torch.log1p(torch.exp(dt)) if delta_softplus else dt
+            h = torch.exp(dt[:, None] * A[c]) * h + dt[:, None] * at(B, c, t) * u[:, c, t, None]
+            y = (at(C, c, t) * h).sum(-1) + (0 if D is None else D[c] * u[:, c, t])
+            yc.append(y if z is None else y * z[:, c, t] * torch.sigmoid(z[:, c, t]))
+        ys.append(torch.stack(yc, -1))
+        last.append(h)
+    y = torch.stack(ys, 1)
+    return (y, torch.stack(last, 1)) if return_last_state else y
 
 
 def loss_and_grads(out, x, seed=1):
@@ -172,11 +193,11 @@ def test_extreme_delta(name, case):
 @pytest.mark.parametrize("name", ["reference"] + CPU_FAST)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_half_inputs_computed_in_fp32(name, dtype):
-    x = make_inputs(2, 8, 50, 4, 2, seed=7, dtype=dtype)
+    x = make_inputs(2, 4, 20, 4, 2, seed=7, dtype=dtype)
     got = run(backend_fn(name), x)
     assert got[0].dtype == dtype and got[1].dtype == torch.float32
-    x32 = {k: v.detach().float().requires_grad_() for k, v in x.items()}  # the same values, upcast
-    want = run(selective_scan_reference, x32)
+    x64 = {k: v.detach().double() for k, v in x.items()}  # the same values, upcast
+    want = [o.float() for o in run(loop_scan, x64)]
     # Computed in fp32: the only error left is the final rounding of y to the half dtype.
     eps = torch.finfo(dtype).eps
     torch.testing.assert_close(got[0].float(), want[0], rtol=eps, atol=1e-3)
@@ -242,8 +263,7 @@ def test_chunked_any_chunk_size():
 
 
 def test_numba_available_or_says_why():
-    ss._load_optional_backends()
-    be = ss._BACKENDS["numba"]
+    be = registry.get_backend("numba")
     try:
         import numba  # noqa: F401
     except Exception:
@@ -257,9 +277,9 @@ def test_numba_available_or_says_why():
 
 
 def test_all_backends_registered():
-    ss._load_optional_backends()
     for name in ALL_NAMES + ("reference",):
-        assert name in ss._BACKENDS
+        assert registry.get_backend(name).name == name
+    assert set(registry.backend_names()) >= set(ALL_NAMES) | {"reference"}
     assert "reference" in available_scan_backends("cpu")
     assert "chunked" in available_scan_backends("cpu")
 
@@ -276,40 +296,41 @@ def test_unknown_backend_raises(monkeypatch):
 
 def test_env_var_selects_and_argument_wins(monkeypatch):
     calls = []
-    original = ss._BACKENDS["reference"]
+    original = registry.get_backend("reference")
 
     def spy(*args):
         calls.append("reference")
         return original.fn(*args)
 
-    monkeypatch.setitem(ss._BACKENDS, "reference", original._replace(fn=spy))
     x = make_inputs(1, 2, 3, 1, 1)
-    monkeypatch.setenv(ENV_VAR, "reference")
-    assert resolve_backend(None, torch.device("cpu")) == "reference"
-    run(selective_scan, x)
-    assert calls == ["reference"]
-    monkeypatch.setenv(ENV_VAR, "chunked")
-    assert resolve_backend(None, torch.device("cpu")) == "chunked"
-    run(selective_scan, x)
-    assert calls == ["reference"]
-    assert resolve_backend("reference", torch.device("cpu")) == "reference"
+    with registry.temporary_backend(original._replace(fn=spy), replace=True):
+        monkeypatch.setenv(ENV_VAR, "reference")
+        assert resolve_backend(None, torch.device("cpu")) == "reference"
+        run(selective_scan, x)
+        assert calls == ["reference"]
+        monkeypatch.setenv(ENV_VAR, "chunked")
+        assert resolve_backend(None, torch.device("cpu")) == "chunked"
+        run(selective_scan, x)
+        assert calls == ["reference"]
+        assert resolve_backend("reference", torch.device("cpu")) == "reference"
+    assert registry.get_backend("reference") is original
 
 
 def test_unavailable_backend_raises_with_reason(monkeypatch):
     monkeypatch.delenv(ENV_VAR, raising=False)
-    fake = ss.ScanBackend("fake", selective_scan_reference, ("cpu",), lambda: False, lambda: "fake is never here")
-    monkeypatch.setitem(ss._BACKENDS, "fake", fake)
+    fake = registry.ScanBackend("fake", selective_scan_reference, ("cpu",), lambda: False, lambda: "fake is never here")
     x = make_inputs(1, 2, 3, 1, 1)
-    with pytest.raises(RuntimeError, match="fake is never here"):
+    with registry.temporary_backend(fake), pytest.raises(RuntimeError, match="fake is never here"):
         run(lambda *a: selective_scan(*a, backend="fake"), x)
+    assert "fake" not in registry.backend_names()
     with pytest.raises(RuntimeError):  # cuda: either not available here, or not for CPU tensors
         run(lambda *a: selective_scan(*a, backend="cuda"), x)
 
 
 def test_auto_picks_first_available_and_logs(monkeypatch, caplog):
     monkeypatch.delenv(ENV_VAR, raising=False)
-    monkeypatch.setattr(ss, "_logged_auto", set())
-    expected = next(n for n in ss._AUTO_ORDER["cpu"] if n in available_scan_backends("cpu"))
+    monkeypatch.setattr(registry, "_logged_auto", set())
+    expected = next(n for n in registry.AUTO_ORDER["cpu"] if n in available_scan_backends("cpu"))
     assert expected == ("numba" if "numba" in CPU_FAST else "chunked")
     with caplog.at_level(logging.INFO, logger="msvssm"):
         assert resolve_backend("auto", torch.device("cpu")) == expected
@@ -328,8 +349,7 @@ def test_bad_shapes_raise():
 
 
 def _cuda_skip_reason() -> str:
-    ss._load_optional_backends()
-    be = ss._BACKENDS["cuda"]
+    be = registry.get_backend("cuda")
     return "" if be.is_available() else f"cuda scan backend unavailable: {be.why_unavailable()}"
 
 
@@ -363,9 +383,172 @@ def test_notebook_check_helpers_report_agreement_and_time():
 
     inputs = random_scan_inputs(b=1, d=4, l=20, n=2, g=2)
     table = compare_to_reference(available_scan_backends("cpu"), inputs)
-    assert table["reference"]["max |y - ref|"] == 0.0
+    assert set(table) == set(CPU_FAST)  # the reference is not compared with itself
     for name, row in table.items():
         assert set(row) == {"max |y - ref|", *(f"max |d{k} - ref|" for k in ("u", "delta", "A", "B", "C", "D", "delta_bias"))}
         assert max(row.values()) < 1e-3, (name, row)
     times = time_backends(["reference"], inputs, repeats=1)
     assert times["reference"] > 0
+
+
+# --- B and C in every form of mamba-ssm's selective_scan_fn, against the test's own loop ----------
+
+FORMS = ("grouped", "variable", "fixed")
+
+
+def bc_in_form(form, b, d, n, l, g, gen):
+    shape = {"grouped": (b, g, n, l), "variable": (b, n, l), "fixed": (d, n)}[form]
+    return torch.randn(*shape, generator=gen)
+
+
+@pytest.mark.parametrize("name", ["reference"] + CPU_FAST)
+@pytest.mark.parametrize("l", [5, 40])  # 40 crosses chunked's 32-step chunks
+@pytest.mark.parametrize("opts", OPTION_SETS, ids=lambda o: "-".join(k for k, v in o.items() if v) or "bare")
+@pytest.mark.parametrize("c_form", FORMS)
+@pytest.mark.parametrize("b_form", FORMS)
+def test_bc_forms_match_loop(name, l, opts, c_form, b_form):
+    b, d, n, g = 2, 4, 3, 2
+    gen = torch.Generator().manual_seed(29)
+    x = make_inputs(b, d, l, n, g, seed=31)
+    with torch.no_grad():
+        x["B"] = bc_in_form(b_form, b, d, n, l, g, gen).requires_grad_()
+        x["C"] = bc_in_form(c_form, b, d, n, l, g, gen).requires_grad_()
+        if not opts["softplus"]:
+            x["delta"].abs_()
+    got = run(backend_fn(name), x, **opts)
+    x64 = {k: v.detach().double().requires_grad_() for k, v in x.items()}
+    want = run(loop_scan, x64, **opts)
+    outs = [got] if isinstance(got, torch.Tensor) else list(got)
+    wants = [want] if isinstance(want, torch.Tensor) else list(want)
+    assert len(outs) == len(wants) == (2 if opts["last"] else 1)
+    for o, w in zip(outs, wants):
+        torch.testing.assert_close(o.double(), w, rtol=FWD_RTOL, atol=FWD_ATOL)
+    g_want = {k: (None if v is None else v.float()) for k, v in loss_and_grads(want, x64).items()}
+    g_got = loss_and_grads(got, x)
+    assert g_got["B"].shape == x["B"].shape and g_got["C"].shape == x["C"].shape  # (d, n) when fixed
+    assert_grads_close(g_got, g_want)
+
+
+def test_bad_bc_forms_raise():
+    x = make_inputs(1, 4, 5, 2, 1)
+    with pytest.raises(ValueError, match="B must be"):
+        selective_scan(x["u"], x["delta"], x["A"], torch.zeros(1, 2, 6), x["C"], backend="reference")
+    with pytest.raises(ValueError, match="complex"):
+        selective_scan(x["u"], x["delta"], x["A"], torch.zeros(4, 2, dtype=torch.cfloat), x["C"], backend="reference")
+
+
+# --- autocast, float64, closed form ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["reference"] + CPU_FAST)
+def test_autocast_does_not_lower_precision(name):
+    """Under CPU bf16 autocast every backend still computes in float32, in forward and backward."""
+    x = make_inputs(2, 8, 40, 8, 2, seed=37)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = run(backend_fn(name), x)
+        g_got = loss_and_grads(got, x)
+    assert got[0].dtype == torch.float32
+    x64 = {k: v.detach().double().requires_grad_() for k, v in x.items()}
+    want = run(loop_scan, x64)
+    for o, w in zip(got, want):
+        torch.testing.assert_close(o.double(), w, rtol=FWD_RTOL, atol=FWD_ATOL)
+    assert_grads_close(g_got, {k: v.float() for k, v in loss_and_grads(want, x64).items()})
+
+
+@pytest.mark.parametrize("name", ["reference"] + CPU_FAST)
+def test_float64_stays_float64(name):
+    x = make_inputs(2, 4, 9, 3, 2, seed=41, dtype=torch.float64)
+    y, last = run(backend_fn(name), x)
+    assert y.dtype == last.dtype == torch.float64
+    want = run(loop_scan, x)
+    torch.testing.assert_close(y, want[0], rtol=1e-12, atol=1e-12)  # float32 compute would miss by ~1e-7
+    torch.testing.assert_close(last, want[1], rtol=1e-12, atol=1e-12)
+    for k, g in loss_and_grads((y, last), x).items():
+        assert g.dtype == torch.float64, k
+
+
+def test_gradcheck_reference_float64():
+    x = make_inputs(1, 2, 4, 2, 1, seed=43, dtype=torch.float64)
+    names = list(x)
+
+    def f(*args):
+        kw = dict(zip(names, args))
+        return selective_scan_reference(kw["u"], kw["delta"], kw["A"], kw["B"], kw["C"], kw["D"], kw["z"],
+                                        kw["delta_bias"], True, True)
+
+    assert torch.autograd.gradcheck(f, tuple(x[k] for k in names))
+
+
+def _core_functions():
+    from msvssm.ops import scan_chunked
+
+    cores = {"chunked": lambda u, dl, A, B, C: scan_chunked._ChunkedScanFn.apply(u, dl, A, B, C, 2)}
+    if "numba" in CPU_FAST:
+        from msvssm.ops import scan_numba
+
+        cores["numba"] = scan_numba._NumbaScanFn.apply
+    return cores
+
+
+@pytest.mark.parametrize("core", sorted(_core_functions()))
+def test_gradcheck_hand_written_backward_float64(core):
+    """The hand-written backward of each core (chunk 2 for chunked: padding and carries), in float64."""
+    x = make_inputs(1, 4, 5, 2, 2, seed=47, dtype=torch.float64)
+    with torch.no_grad():
+        x["delta"].abs_()
+    args = tuple(x[k] for k in ("u", "delta", "A", "B", "C"))
+    assert torch.autograd.gradcheck(_core_functions()[core], args)
+
+
+@pytest.mark.parametrize("name", ["reference"] + CPU_FAST)
+def test_impulse_response_closed_form(name):
+    """u = impulse at t = 0, constant Δ, B, C, n = 1: y_t = Δ·B·C·exp(Δ·A·t)."""
+    d, l = 2, 40
+    dt, A, B, C = [0.3, 0.05], [-0.5, -2.0], [1.5, -0.7], [0.8, 2.0]
+    u = torch.zeros(1, d, l, dtype=torch.float64)
+    u[:, :, 0] = 1.0
+    delta = torch.tensor(dt, dtype=torch.float64)[None, :, None].expand(1, d, l)
+    col = lambda v: torch.tensor(v, dtype=torch.float64)[:, None]  # noqa: E731  (d, 1): fixed B, C
+    y = selective_scan(u, delta, col(A), col(B), col(C), backend=name)
+    want = torch.tensor([[dt[c] * B[c] * C[c] * math.exp(dt[c] * A[c] * t) for t in range(l)] for c in range(d)],
+                        dtype=torch.float64)
+    torch.testing.assert_close(y[0], want, rtol=1e-12, atol=1e-14)
+
+
+# --- registry ----------------------------------------------------------------------------------
+
+
+def test_registering_a_name_twice_is_an_error():
+    be = registry.get_backend("reference")
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register_backend(be)
+    with registry.temporary_backend(be._replace(name="tmp")):
+        assert "tmp" in available_scan_backends("cpu")
+        with pytest.raises(ValueError, match="already registered"):
+            registry.register_backend(be._replace(name="tmp"))
+    assert "tmp" not in registry.backend_names()
+
+
+def test_registry_imports_no_backend():
+    import ast
+
+    tree = ast.parse(open(registry.__file__, encoding="utf-8").read())
+    imported = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    imported += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    assert not [m for m in imported if "scan" in m], imported
+
+
+def test_backends_are_imported_lazily():
+    code = (
+        "import sys, torch, msvssm\n"
+        "fast = {'msvssm.ops.scan_chunked', 'msvssm.ops.scan_numba', 'msvssm.ops.scan_cuda'}\n"
+        "x = torch.ones(1, 2, 3)\n"
+        "msvssm.selective_scan(x, x, -torch.ones(2, 1), torch.ones(1, 1, 3), torch.ones(2, 1), backend='reference')\n"
+        "assert not fast & set(sys.modules), fast & set(sys.modules)\n"
+        "msvssm.selective_scan(x, x, -torch.ones(2, 1), torch.ones(1, 1, 3), torch.ones(2, 1), backend='chunked')\n"
+        "assert fast & set(sys.modules) == {'msvssm.ops.scan_chunked'}, fast & set(sys.modules)\n"
+        "msvssm.available_scan_backends()\n"
+        "assert fast <= set(sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]

@@ -21,7 +21,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from .ops.selective_scan import _BACKENDS, ScanBackend, register_backend
+from .ops.registry import ScanBackend, temporary_backend
 
 FLOP_COUNT_BACKEND = "flopcount"
 
@@ -45,7 +45,10 @@ def _flopcount_backend(u, delta, A, B, C, D, z, delta_bias, delta_softplus, retu
 
 
 def scan_flops(b: int, l: int, d: int, n: int, with_d: bool = True) -> int:
-    """VMamba's count for one selective scan: 9*b*l*d*n (+ b*d*l for the D skip)."""
+    """VMamba's count for one selective scan: 9*b*l*d*n (+ b*d*l for the D skip).
+
+    ``d`` is the scan's channel count (K * d_inner in SS2D; glossary in :mod:`msvssm.ops`).
+    """
     return 9 * b * l * d * n + (b * d * l if with_d else 0)
 
 
@@ -66,18 +69,16 @@ def _counting_scan(model: nn.Module) -> Iterator[None]:
     It is registered only for the length of a count, so it never shows in
     ``available_scan_backends()`` and cannot be chosen by a user.
     """
-    register_backend(
-        ScanBackend(FLOP_COUNT_BACKEND, _flopcount_backend, ("cpu", "cuda", "mps"), lambda: True, lambda: "")
-    )
+    backend = ScanBackend(FLOP_COUNT_BACKEND, _flopcount_backend, ("cpu", "cuda", "mps"), lambda: True, lambda: "")
     saved = {m: m.scan_backend for m in model.modules() if hasattr(m, "scan_backend")}
-    for m in saved:
-        m.scan_backend = FLOP_COUNT_BACKEND
-    try:
-        yield
-    finally:
-        for m, old in saved.items():
-            m.scan_backend = old
-        _BACKENDS.pop(FLOP_COUNT_BACKEND, None)
+    with temporary_backend(backend):
+        for m in saved:
+            m.scan_backend = FLOP_COUNT_BACKEND
+        try:
+            yield
+        finally:
+            for m, old in saved.items():
+                m.scan_backend = old
 
 
 def count_flops(model: nn.Module, input_size=(3, 224, 224), batch_size: int = 1) -> dict:

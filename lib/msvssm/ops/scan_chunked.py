@@ -14,7 +14,7 @@ with ``exp(-cumsum)`` or divisions overflow at realistic Δ: not used here.)
 
 Backward is written by hand. With g_t = dLoss/dh_t (through all later steps)::
 
-    g_t = C_t dy_t + a_{t+1} g_{t+1}          (g_{L-1} also gets dLoss/dh_last)
+    g_t = C_t dy_t + a_{t+1} g_{t+1}          (g_{l-1} also gets dLoss/dh_last)
 
 which is the same scan run backwards in time. From g and the saved states::
 
@@ -25,7 +25,9 @@ which is the same scan run backwards in time. From g and the saved states::
     dC_t     = Σ_{channels of the group} dy_t h_t
 
 ``delta_bias``, softplus, ``D`` and ``z`` stay in autograd around the core
-(:func:`~msvssm.ops.selective_scan.run_scan_core`).
+(:func:`~msvssm.ops.scan_common.run_scan_core`). Symbols: the glossary in
+:mod:`msvssm.ops`. The core runs with autocast disabled, in the dtype it is
+given (float32 or float64).
 """
 from __future__ import annotations
 
@@ -35,7 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .selective_scan import ScanBackend, register_backend, run_scan_core
+from .registry import ScanBackend, register_backend
+from .scan_common import autocast_off, run_scan_core
 
 DEFAULT_CHUNK = 32
 
@@ -54,9 +57,9 @@ def scan_pairs_(a: Tensor, b: Tensor, chunk: int, reverse: bool = False) -> Tens
     overwritten (``a`` with running products of decays); ``b`` holds the states
     on return and is returned.
     """
-    L = a.shape[-1]
-    assert L % chunk == 0, (L, chunk)
-    nc = L // chunk
+    l = a.shape[-1]
+    assert l % chunk == 0, (l, chunk)
+    nc = l // chunk
     a = a.view(*a.shape[:-1], nc, chunk)
     hb = b.view(*b.shape[:-1], nc, chunk)
     # 1) Hillis-Steele inside every chunk: after the step with shift s, position t
@@ -92,68 +95,70 @@ def scan_pairs_(a: Tensor, b: Tensor, chunk: int, reverse: bool = False) -> Tens
     return b
 
 
-def _padded_length(L: int, chunk: int) -> tuple[int, int]:
+def _padded_length(l: int, chunk: int) -> tuple[int, int]:
     """(padded length, chunk size actually used): never a chunk longer than the sequence."""
-    chunk = max(1, min(int(chunk), L))
-    return chunk * math.ceil(L / chunk), chunk
+    chunk = max(1, min(int(chunk), l))
+    return chunk * math.ceil(l / chunk), chunk
 
 
 class _ChunkedScanFn(torch.autograd.Function):
-    """Core: float32 u, delta (b,d,l), A (d,n), B, C (b,g,n,l) -> y (b,d,l), h_last (b,d,n)."""
+    """Core: u, delta (b,d,l), A (d,n), B, C (b,g,n,l) -> y (b,d,l), h_last (b,d,n), one dtype."""
 
     @staticmethod
+    @autocast_off
     def forward(ctx, u, delta, A, B, C, chunk):
-        b, d, L = u.shape
+        b, d, l = u.shape
         g, n = B.shape[1], B.shape[2]
         dg = d // g
-        Lp, chunk = _padded_length(L, chunk)
-        delta_p = _pad_time(delta, Lp)  # Δ = 0 on the pad: decay 1, drive 0
-        u_p = _pad_time(u, Lp)
-        B_p = _pad_time(B, Lp)
-        a = torch.exp(delta_p[:, :, None, :] * A[None, :, :, None])  # (b, d, n, Lp)
-        du_p = (delta_p * u_p).view(b, g, dg, 1, Lp)
-        h = (du_p * B_p[:, :, None]).view(b, d, n, Lp)  # drive Δ B u
+        lp, chunk = _padded_length(l, chunk)
+        delta_p = _pad_time(delta, lp)  # Δ = 0 on the pad: decay 1, drive 0
+        u_p = _pad_time(u, lp)
+        B_p = _pad_time(B, lp)
+        a = torch.exp(delta_p[:, :, None, :] * A[None, :, :, None])  # (b, d, n, lp)
+        du_p = (delta_p * u_p).view(b, g, dg, 1, lp)
+        h = (du_p * B_p[:, :, None]).view(b, d, n, lp)  # drive Δ B u
         scan_pairs_(a, h, chunk)
         del a
-        h5 = h.view(b, g, dg, n, Lp)
-        y = torch.einsum("bgcnl,bgnl->bgcl", h5[..., :L], C).reshape(b, d, L)
-        last = h[..., L - 1].clone()
+        h5 = h.view(b, g, dg, n, lp)
+        y = torch.einsum("bgcnl,bgnl->bgcl", h5[..., :l], C).reshape(b, d, l)
+        last = h[..., l - 1].clone()
         ctx.save_for_backward(u, delta, A, B, C, h)
         ctx.chunk = chunk
         return y, last
 
     @staticmethod
+    @autocast_off
     def backward(ctx, dy, dlast):
         u, delta, A, B, C, h = ctx.saved_tensors
         chunk = ctx.chunk
-        b, d, L = u.shape
+        b, d, l = u.shape
         g, n = B.shape[1], B.shape[2]
         dg = d // g
-        Lp = h.shape[-1]
-        dy = dy.float()
-        # Reverse scan for g: a'_t = a_{t+1} (1 past the end), b'_t = C_t dy_t (+ dlast at L-1).
-        delta_next = _pad_time(delta[..., 1:], Lp)
-        dec_next = torch.exp(delta_next[:, :, None, :] * A[None, :, :, None])  # (b, d, n, Lp): a_{t+1}
-        dy_p = _pad_time(dy, Lp).view(b, g, dg, 1, Lp)
-        gs = (dy_p * _pad_time(C, Lp)[:, :, None]).view(b, d, n, Lp)
+        lp = h.shape[-1]
+        dy = dy.to(u.dtype)
+        # Reverse scan for g: a'_t = a_{t+1} (1 past the end), b'_t = C_t dy_t (+ dlast at l-1).
+        delta_next = _pad_time(delta[..., 1:], lp)
+        dec_next = torch.exp(delta_next[:, :, None, :] * A[None, :, :, None])  # (b, d, n, lp): a_{t+1}
+        dy_p = _pad_time(dy, lp).view(b, g, dg, 1, lp)
+        gs = (dy_p * _pad_time(C, lp)[:, :, None]).view(b, d, n, lp)
         if dlast is not None:
-            gs[..., L - 1] += dlast.float()
+            gs[..., l - 1] += dlast.to(u.dtype)
         scan_pairs_(dec_next.clone(), gs, chunk, reverse=True)
-        gs = gs[..., :L]
-        h = h[..., :L]
-        g5 = gs.view(b, g, dg, n, L)
-        gB = torch.einsum("bgcnl,bgnl->bgcl", g5, B).reshape(b, d, L)  # Σ_n g B
+        gs = gs[..., :l]
+        h = h[..., :l]
+        g5 = gs.view(b, g, dg, n, l)
+        gB = torch.einsum("bgcnl,bgnl->bgcl", g5, B).reshape(b, d, l)  # Σ_n g B
         du = delta * gB
         ddelta = u * gB
         # w_t = g_t a_t h_{t-1} for t >= 1 (h_{-1} = 0); a_t = dec_next[t-1].
         w = gs[..., 1:] * h[..., :-1]
-        w.mul_(dec_next[..., : L - 1])
+        w.mul_(dec_next[..., : l - 1])
         del dec_next
         ddelta[..., 1:] += torch.einsum("bdnl,dn->bdl", w, A)
         dA = torch.einsum("bdnl,bdl->dn", w, delta[..., 1:])
         del w
-        dB = torch.einsum("bgcnl,bgcl->bgnl", g5, (delta * u).view(b, g, dg, L))
-        dC = torch.einsum("bgcnl,bgcl->bgnl", h.view(b, g, dg, n, L), dy.view(b, g, dg, L))
+        dB = torch.einsum("bgcnl,bgcl->bgnl", g5, (delta * u).view(b, g, dg, l))
+        dC = torch.einsum("bgcnl,bgcl->bgnl", h.view(b, g, dg, n, l), dy.view(b, g, dg, l))
         return du, ddelta, dA, dB, dC, None
 
 

@@ -16,8 +16,10 @@ and are summed in torch afterwards.
 
 Kernels are compiled by numba on first use and cached on disk (``cache=True``,
 in ``__pycache__`` beside this file), so the compile cost is paid once per
-machine. All arithmetic is float32 (``fastmath=False``: IEEE semantics, no
-reassociation). The backend registers as available only when numba imports.
+machine (one compile per dtype: float32, and float64 when asked for). Arithmetic
+is in the dtype of the inputs (``fastmath=False``: IEEE semantics, no
+reassociation). Symbols: the glossary in :mod:`msvssm.ops`. The backend
+registers as available only when numba imports.
 """
 from __future__ import annotations
 
@@ -27,7 +29,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .selective_scan import ScanBackend, register_backend, run_scan_core
+from .registry import ScanBackend, register_backend
+from .scan_common import run_scan_core
 
 try:
     import numba
@@ -50,11 +53,11 @@ if numba is not None:
             bi = item // nd
             di = item % nd
             gi = di // dg
-            h = np.zeros(N, np.float32)
+            h = np.zeros(N, u.dtype)
             for t in range(L):
                 dt = delta[bi, di, t]
                 x = dt * u[bi, di, t]
-                acc = np.float32(0.0)
+                acc = u.dtype.type(0.0)
                 for k in range(N):
                     hk = np.exp(dt * A[di, k]) * h[k] + Bt[bi, gi, t, k] * x
                     h[k] = hk
@@ -80,10 +83,10 @@ if numba is not None:
             ci = rest % nch
             c0 = gi * dg + ci * cs
             c1 = min(c0 + cs, (gi + 1) * dg)
-            hs = np.empty((L, N), np.float32)
-            dec = np.empty((L, N), np.float32)
-            gcar = np.empty(N, np.float32)
-            dacc = np.empty(N, np.float32)
+            hs = np.empty((L, N), u.dtype)
+            dec = np.empty((L, N), u.dtype)
+            gcar = np.empty(N, u.dtype)
+            dacc = np.empty(N, u.dtype)
             for di in range(c0, c1):
                 # Recompute this channel's states and decays.
                 for t in range(L):
@@ -92,19 +95,19 @@ if numba is not None:
                     for k in range(N):
                         e = np.exp(dt * A[di, k])
                         dec[t, k] = e
-                        hp = hs[t - 1, k] if t > 0 else np.float32(0.0)
+                        hp = hs[t - 1, k] if t > 0 else u.dtype.type(0.0)
                         hs[t, k] = e * hp + Bt[bi, gi, t, k] * x
                 # Reverse pass.
                 for k in range(N):
                     gcar[k] = dlast[bi, di, k]
-                    dacc[k] = np.float32(0.0)
+                    dacc[k] = u.dtype.type(0.0)
                 for t in range(L - 1, -1, -1):
                     dt = delta[bi, di, t]
                     ut = u[bi, di, t]
                     dyt = dy[bi, di, t]
                     dtu = dt * ut
-                    sgb = np.float32(0.0)  # Σ_n g B
-                    sga = np.float32(0.0)  # Σ_n A g a h_{t-1}
+                    sgb = u.dtype.type(0.0)  # Σ_n g B
+                    sga = u.dtype.type(0.0)  # Σ_n A g a h_{t-1}
                     for k in range(N):
                         gk = Ct[bi, gi, t, k] * dyt + gcar[k]
                         dC_part[bi, gi, ci, t, k] += dyt * hs[t, k]
@@ -121,9 +124,9 @@ if numba is not None:
                     dA_part[bi, di, k] = dacc[k]
 
 
-def _np(t: Tensor) -> np.ndarray:
-    """A float32, C-contiguous numpy view (or copy) of a CPU tensor."""
-    return t.detach().to(torch.float32).contiguous().numpy()
+def _np(t: Tensor, dtype: torch.dtype) -> np.ndarray:
+    """A C-contiguous numpy view (or copy) of a CPU tensor, in ``dtype``."""
+    return t.detach().to(dtype).contiguous().numpy()
 
 
 def _channels_per_item(b: int, g: int, dg: int) -> int:
@@ -134,40 +137,46 @@ def _channels_per_item(b: int, g: int, dg: int) -> int:
 
 
 class _NumbaScanFn(torch.autograd.Function):
-    """Core: float32 u, delta (b,d,l), A (d,n), B, C (b,g,n,l) -> y (b,d,l), h_last (b,d,n)."""
+    """Core: u, delta (b,d,l), A (d,n), B, C (b,g,n,l) -> y (b,d,l), h_last (b,d,n), one dtype.
+
+    Autocast does not touch numba's arithmetic, so no autocast guard is needed here.
+    """
 
     @staticmethod
     def forward(ctx, u, delta, A, B, C):
-        b, d, L = u.shape
+        b, d, l = u.shape
         g, n = B.shape[1], B.shape[2]
-        y = torch.empty(b, d, L, dtype=torch.float32)
-        last = torch.empty(b, d, n, dtype=torch.float32)
+        dt = u.dtype
+        y = torch.empty(b, d, l, dtype=dt)
+        last = torch.empty(b, d, n, dtype=dt)
         Bt = B.transpose(2, 3)  # (b, g, l, n): the n values of one step side by side
         Ct = C.transpose(2, 3)
-        _forward_kernel(_np(u), _np(delta), _np(A), _np(Bt), _np(Ct), d // g, y.numpy(), last.numpy())
+        _forward_kernel(_np(u, dt), _np(delta, dt), _np(A, dt), _np(Bt, dt), _np(Ct, dt), d // g,
+                        y.numpy(), last.numpy())
         ctx.save_for_backward(u, delta, A, B, C)
         return y, last
 
     @staticmethod
     def backward(ctx, dy, dlast):
         u, delta, A, B, C = ctx.saved_tensors
-        b, d, L = u.shape
+        b, d, l = u.shape
         g, n = B.shape[1], B.shape[2]
         dg = d // g
+        dt = u.dtype
         if dy is None:
-            dy = torch.zeros(b, d, L)
+            dy = torch.zeros(b, d, l, dtype=dt)
         if dlast is None:
-            dlast = torch.zeros(b, d, n)
+            dlast = torch.zeros(b, d, n, dtype=dt)
         cs = _channels_per_item(b, g, dg)
         nch = math.ceil(dg / cs)
-        du = torch.empty(b, d, L, dtype=torch.float32)
-        ddelta = torch.empty(b, d, L, dtype=torch.float32)
-        dA_part = torch.empty(b, d, n, dtype=torch.float32)
-        dB_part = torch.zeros(b, g, nch, L, n, dtype=torch.float32)
-        dC_part = torch.zeros(b, g, nch, L, n, dtype=torch.float32)
+        du = torch.empty(b, d, l, dtype=dt)
+        ddelta = torch.empty(b, d, l, dtype=dt)
+        dA_part = torch.empty(b, d, n, dtype=dt)
+        dB_part = torch.zeros(b, g, nch, l, n, dtype=dt)
+        dC_part = torch.zeros(b, g, nch, l, n, dtype=dt)
         _backward_kernel(
-            _np(u), _np(delta), _np(A), _np(B.transpose(2, 3)), _np(C.transpose(2, 3)),
-            _np(dy), _np(dlast), dg, cs,
+            _np(u, dt), _np(delta, dt), _np(A, dt), _np(B.transpose(2, 3), dt), _np(C.transpose(2, 3), dt),
+            _np(dy, dt), _np(dlast, dt), dg, cs,
             du.numpy(), ddelta.numpy(), dA_part.numpy(), dB_part.numpy(), dC_part.numpy(),
         )
         dA = dA_part.sum(0)
