@@ -330,86 +330,147 @@ def _background(rng: np.random.Generator, w: int, h: int, skin: np.ndarray) -> n
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def plan_trial(seed: int, participant: Participant, trial: int, reported_v: float, reported_a: float, params: dict[str, Any]) -> TrialPlan:
-    """Everything about one video except the pixels: deterministic from (seed, participant, trial)."""
-    rng = _rng(seed, _S_VIDEO, participant.pid, trial)
-    P = participant
-    W, Hh = params["width"], params["height"]
-    fps = params["fps"]
-    n = n_frames_of(params)
-    t = np.arange(n) / fps
-    dur = params["duration_s"]
+# Knobs of one trial's plan (plan_trial), in rating or canonical units unless named otherwise.
+# Ranges are (low, high) of a uniform draw; "waves" are (sinusoids, min Hz, max Hz) of _smooth_noise.
+ONSET_DELAY_S = (0.0, 3.0)  # the felt expression starts this many seconds into the clip
+ONSET_TAU_S = (0.5, 3.0)  # time constant of the onset 1 - exp(-(t - t0) / tau)
+CUE_WOBBLE = (0.12, 0.15)  # amplitude of the slow cue fluctuation: base + per unit of expressivity
+REACTION_RATE_HZ = 1 / 12  # brief smiles/grimaces unrelated to the label, per second
+REACTION_DURATION_S = (0.8, 2.5)  # length of one such reaction
+REACTION_AMPLITUDE = (0.2, 0.5)  # its peak on the valence cue (random sign)
+SMILE_GAIN = 0.9  # smile = SMILE_GAIN * w_mouth * valence cue
+CHEEK_GAIN, CHEEK_FROM_SMILE = 1.6, 0.3  # cheek raise = CHEEK_GAIN * (smile - CHEEK_FROM_SMILE), in 0..1
+BROW_INNER_AROUSAL = (-2.5, 0.3, 1.2)  # inner brow = w_brow * neg. valence * tanh(a * ac + b) * c (sad up, angry down)
+BROW_RAISE_GAIN = 0.7  # brow height = BROW_RAISE_GAIN * w_brow * arousal cue + jitter
+BROW_JITTER, BROW_JITTER_WAVES = 0.1, (2, 0.1, 0.8)  # amplitude and waves of the brow-height jitter
+EYE_OPEN_GAIN, EYE_OPEN_RANGE = 0.4, (0.45, 1.5)  # eye openness = 1 + EYE_OPEN_GAIN * arousal cue, clipped
+MOUTH_OPEN_GAIN = 0.6  # mouth opening = gain * positive arousal * (base + positive valence) + jitter
+MOUTH_OPEN_VALENCE_BASE = 0.4  # mouth opening with positive arousal but neutral valence (relative)
+MOUTH_JITTER = 0.05  # amplitude of the mouth-opening jitter
+TALK_RATE_HZ, TALK_DURATION_S = 1 / 6, (1.0, 3.0)  # talking episodes per second and their length
+TALK_SYLLABLE_HZ, TALK_MOUTH = (2.5, 4.0), 0.45  # syllable rate and how far talking opens the mouth
+BLINK_AROUSAL_GAIN, BLINK_MIN_RATE_HZ = 0.6, 0.05  # blink rate = rate * (1 + gain * mean arousal cue), at least min
+BLINK_DURATION_S, EYE_CLOSED = (0.12, 0.3), 0.05  # blink length and eye openness during it
+HEAD_AROUSAL_GAIN, HEAD_AROUSAL_CAP = 0.6, 0.5  # head motion * (1 + gain * arousal cue clipped to 0..cap): strong roll defeats dlib
+FACE_SIZE_TRIAL = (0.92, 1.08)  # face size factor per trial
+FACE_SIZE_WOBBLE, FACE_SIZE_WAVES = 0.02, (2, 0.05, 0.3)  # slow change of face size (leaning in/out)
+SEAT_JITTER = (0.06, 0.04)  # trial offset of the seat position, fraction of width, height
+HEAD_SWAY, HEAD_WAVES = (0.03, 0.02), (3, 0.05, 0.7)  # head motion x, y (fraction of width, height), and its waves
+ROLL_TRIAL_DEG, ROLL_MOTION_DEG = 5.0, 2.5  # roll offset per trial (+-) and motion amplitude, degrees
+YAW_MOTION, PITCH_MOTION, TURN_WAVES = 0.35, 0.3, (2, 0.05, 0.5)  # fake yaw/pitch amplitudes (-1..1) and their waves
+BOX_MARGIN_PX = 2  # the ground-truth box stays this far inside the frame while the face is shown
+OCCLUSION_EPISODES = (1, 3)  # episodes per occluded trial: integers in [low, high)
+OCCLUSION_DURATION_S = (0.8, 3.0)  # length of one episode
+OCCLUSION_EARLIEST_S = 1.0  # episodes start after this (or a third of the clip, if shorter)
+OCCLUSION_KINDS = {"hand": 0.4, "away": 0.35, "out": 0.25}  # kind of episode: probability
+HAND_X = 0.3  # the hand's centre lies within +-HAND_X face half-widths of the face centre
+OUT_OF_FRAME = 2.5  # an "out" face is moved this many half-widths past the frame edge
+LIGHT_GAIN = (0.65, 1.25)  # overall brightness factor per trial
+LIGHT_GRADIENT = (0.35, 0.2)  # +- horizontal and vertical brightness gradient (a lamp on one side)
+GAIN_CLIP = (0.3, 1.8)  # bounds of the per-pixel lighting gain
+SHADING_PER_GRADIENT = 2.5  # face shading side = clip(horizontal gradient * this, -1, 1)
+HAND_TONE, HAND_TONE_SD = (0.9, 1.1), 5.0  # hand colour = skin * factor + N(0, sd) per channel
+CAMERA_NOISE_SD = (1.0, 6.0)  # sd of the pixel noise
+BLUR_SIGMA = (0.0, 1.1)  # Gaussian blur sigma (below 0.3: none)
 
-    # felt state: the self-report minus the participant's scale bias, plus noise
+
+def _felt_state(rng: np.random.Generator, P: Participant, reported_v: float, reported_a: float, params: dict[str, Any]) -> tuple[float, float]:
+    """The felt state: the self-report minus the participant's scale bias, plus noise."""
     felt_v = float(np.clip(reported_v - P.felt_bias_v + rng.normal(0, params["felt_noise_valence"]), 1, 9))
     felt_a = float(np.clip(reported_a - P.felt_bias_a + rng.normal(0, params["felt_noise_arousal"]), 1, 9))
-    vt = P.expressivity * math.tanh((felt_v - 5.0) / params["cue_scale"])
-    at = P.expressivity * math.tanh((felt_a - 5.0) / params["cue_scale"])
-    t0, tau = rng.uniform(0.0, 3.0), rng.uniform(0.5, 3.0)
+    return felt_v, felt_a
+
+
+def _cue_signals(rng, P: Participant, felt_v: float, felt_a: float, t: np.ndarray, dur: float, cue_scale: float):
+    """Valence and arousal cues over time: rest + expressivity * tanh(felt) * onset + wobble (+ reactions)."""
+    vt = P.expressivity * math.tanh((felt_v - 5.0) / cue_scale)
+    at = P.expressivity * math.tanh((felt_a - 5.0) / cue_scale)
+    t0, tau = rng.uniform(*ONSET_DELAY_S), rng.uniform(*ONSET_TAU_S)
     env = 1.0 - np.exp(-np.clip(t - t0, 0, None) / tau)
-    fl = 0.12 + 0.15 * P.expressivity
+    fl = CUE_WOBBLE[0] + CUE_WOBBLE[1] * P.expressivity
     vc = P.rest_v + vt * env + fl * _smooth_noise(rng, t)
     ac = P.rest_a + at * env + fl * _smooth_noise(rng, t)
     # transient reactions unrelated to the label (a brief smile, a grimace)
-    for s, e in _events(rng, 1 / 12, (0.8, 2.5), dur):
+    for s, e in _events(rng, REACTION_RATE_HZ, REACTION_DURATION_S, dur):
         m = (t >= s) & (t < e)
-        vc[m] += rng.choice([-1, 1]) * rng.uniform(0.2, 0.5) * np.sin(np.pi * (t[m] - s) / (e - s))
+        vc[m] += rng.choice([-1, 1]) * rng.uniform(*REACTION_AMPLITUDE) * np.sin(np.pi * (t[m] - s) / (e - s))
+    return vc, ac
 
-    smile = np.clip(0.9 * P.w_mouth * vc, -1, 1)
-    cheek = np.clip(1.6 * (smile - 0.3), 0, 1)
+
+def _expression(rng, P: Participant, vc: np.ndarray, ac: np.ndarray, t: np.ndarray, dur: float) -> dict[str, np.ndarray]:
+    """Face parameters per frame (``fr.Expression`` fields plus ``talking``) from the cues."""
+    smile = np.clip(SMILE_GAIN * P.w_mouth * vc, -1, 1)
+    cheek = np.clip(CHEEK_GAIN * (smile - CHEEK_FROM_SMILE), 0, 1)
     neg = np.clip(-vc, 0, None)
-    brow_inner = np.clip(P.w_brow * neg * np.tanh(-2.5 * ac + 0.3) * 1.2, -1, 1)  # sad: inner up; angry: inner down
-    brow_raise = np.clip(0.7 * P.w_brow * ac + 0.1 * _smooth_noise(rng, t, 2, 0.1, 0.8), -1, 1)
-    eye_open = np.clip(1.0 + 0.4 * ac, 0.45, 1.5)
-    mouth_open = np.clip(0.6 * np.clip(ac, 0, None) * (0.4 + np.clip(vc, 0, None)) + 0.05 * _smooth_noise(rng, t), 0, 1)
+    a, b, c = BROW_INNER_AROUSAL
+    brow_inner = np.clip(P.w_brow * neg * np.tanh(a * ac + b) * c, -1, 1)  # sad: inner up; angry: inner down
+    brow_raise = np.clip(BROW_RAISE_GAIN * P.w_brow * ac + BROW_JITTER * _smooth_noise(rng, t, *BROW_JITTER_WAVES), -1, 1)
+    eye_open = np.clip(1.0 + EYE_OPEN_GAIN * ac, *EYE_OPEN_RANGE)
+    mouth_open = np.clip(
+        MOUTH_OPEN_GAIN * np.clip(ac, 0, None) * (MOUTH_OPEN_VALENCE_BASE + np.clip(vc, 0, None))
+        + MOUTH_JITTER * _smooth_noise(rng, t),
+        0,
+        1,
+    )
     # talking: mouth opens and closes at syllable rate, whatever the feeling
-    talking = np.zeros(n, bool)
+    talking = np.zeros(len(t), bool)
     if rng.random() < P.talkative:
-        for s, e in _events(rng, 1 / 6, (1.0, 3.0), dur):
+        for s, e in _events(rng, TALK_RATE_HZ, TALK_DURATION_S, dur):
             m = (t >= s) & (t < e)
             talking |= m
-            mouth_open[m] = np.clip(mouth_open[m] + 0.45 * np.abs(np.sin(2 * np.pi * rng.uniform(2.5, 4.0) * t[m])), 0, 1)
+            syllables = np.abs(np.sin(2 * np.pi * rng.uniform(*TALK_SYLLABLE_HZ) * t[m]))
+            mouth_open[m] = np.clip(mouth_open[m] + TALK_MOUTH * syllables, 0, 1)
     # blinks: rate grows with arousal
-    rate = max(0.05, P.blink_rate * (1 + 0.6 * float(np.mean(ac))))
-    for s, e in _events(rng, rate, (0.12, 0.3), dur):
-        m = (t >= s) & (t < e)
-        eye_open[m] = 0.05
+    rate = max(BLINK_MIN_RATE_HZ, P.blink_rate * (1 + BLINK_AROUSAL_GAIN * float(np.mean(ac))))
+    for s, e in _events(rng, rate, BLINK_DURATION_S, dur):
+        eye_open[(t >= s) & (t < e)] = EYE_CLOSED
+    return dict(smile=smile, cheek=cheek, mouth_open=mouth_open, eye_open=eye_open, brow_raise=brow_raise,
+                brow_inner=brow_inner, talking=talking)
 
-    # pose: seat position, trial offset, head motion growing with arousal
-    amp = P.head_motion * (1 + 0.6 * np.clip(ac, 0, 0.5))  # capped: strong roll defeats the frontal detector
-    w = P.size * Hh * rng.uniform(0.92, 1.08) * (1 + 0.02 * _smooth_noise(rng, t, 2, 0.05, 0.3))
-    cx = (P.seat_x + rng.uniform(-0.06, 0.06)) * W + 0.03 * W * amp * _smooth_noise(rng, t, 3, 0.05, 0.7)
-    cy = (P.seat_y + rng.uniform(-0.04, 0.04)) * Hh + 0.02 * Hh * amp * _smooth_noise(rng, t, 3, 0.05, 0.7)
-    roll = rng.uniform(-5, 5) + 2.5 * amp * _smooth_noise(rng, t, 3, 0.05, 0.7)
-    yaw = np.clip(0.35 * amp * _smooth_noise(rng, t, 2, 0.05, 0.5), -1, 1)
-    pitch = np.clip(0.3 * amp * _smooth_noise(rng, t, 2, 0.05, 0.5), -1, 1)
+
+def _head_pose(rng, P: Participant, ac: np.ndarray, t: np.ndarray, W: int, Hh: int) -> dict[str, np.ndarray]:
+    """Face centre, half-width, roll and fake yaw/pitch per frame: seat, trial offset, motion growing with arousal."""
+    amp = P.head_motion * (1 + HEAD_AROUSAL_GAIN * np.clip(ac, 0, HEAD_AROUSAL_CAP))
+    w = P.size * Hh * rng.uniform(*FACE_SIZE_TRIAL) * (1 + FACE_SIZE_WOBBLE * _smooth_noise(rng, t, *FACE_SIZE_WAVES))
+    jx, jy = SEAT_JITTER
+    cx = (P.seat_x + rng.uniform(-jx, jx)) * W + HEAD_SWAY[0] * W * amp * _smooth_noise(rng, t, *HEAD_WAVES)
+    cy = (P.seat_y + rng.uniform(-jy, jy)) * Hh + HEAD_SWAY[1] * Hh * amp * _smooth_noise(rng, t, *HEAD_WAVES)
+    roll = rng.uniform(-ROLL_TRIAL_DEG, ROLL_TRIAL_DEG) + ROLL_MOTION_DEG * amp * _smooth_noise(rng, t, *HEAD_WAVES)
+    yaw = np.clip(YAW_MOTION * amp * _smooth_noise(rng, t, *TURN_WAVES), -1, 1)
+    pitch = np.clip(PITCH_MOTION * amp * _smooth_noise(rng, t, *TURN_WAVES), -1, 1)
     x0, y0, x1, y1 = fr.GT_BOX_CANONICAL
-    # keep the ground-truth box inside the frame (2 px margin) while the face is shown
-    cx = np.clip(cx, -x0 * w + 2, W - x1 * w - 2)
-    cy = np.clip(cy, -y0 * w + 2, Hh - y1 * w - 2)
+    # keep the ground-truth box inside the frame while the face is shown
+    cx = np.clip(cx, -x0 * w + BOX_MARGIN_PX, W - x1 * w - BOX_MARGIN_PX)
+    cy = np.clip(cy, -y0 * w + BOX_MARGIN_PX, Hh - y1 * w - BOX_MARGIN_PX)
+    return dict(cx=cx, cy=cy, w=w, roll=roll, yaw=yaw, pitch=pitch)
 
-    # episodes without a detectable face
-    occ = np.array(["none"] * n, dtype=object)
-    hand_x = np.zeros(n)
-    if rng.random() < params["occlusion_trial_prob"]:
-        for _ in range(int(rng.integers(1, 3))):
-            d = rng.uniform(0.8, 3.0)
-            s = rng.uniform(min(1.0, dur / 3), max(min(1.0, dur / 3), dur - d))
-            kind = str(rng.choice(["hand", "away", "out"], p=[0.4, 0.35, 0.25]))
+
+def _occlusions(rng, t: np.ndarray, dur: float, prob: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """Episodes without a detectable face: per frame the kind (``none`` when visible), the hand's x; exit side."""
+    occ = np.array(["none"] * len(t), dtype=object)
+    hand_x = np.zeros(len(t))
+    if rng.random() < prob:
+        earliest = min(OCCLUSION_EARLIEST_S, dur / 3)
+        for _ in range(int(rng.integers(*OCCLUSION_EPISODES))):
+            d = rng.uniform(*OCCLUSION_DURATION_S)
+            s = rng.uniform(earliest, max(earliest, dur - d))
+            kind = str(rng.choice(list(OCCLUSION_KINDS), p=list(OCCLUSION_KINDS.values())))
             m = (t >= s) & (t < s + d)
             occ[m] = kind
-            hand_x[m] = rng.uniform(-0.3, 0.3)
-    out = occ == "out"
-    side = 1 if rng.random() < 0.5 else -1
-    cx = np.where(out, np.where(side > 0, W + 2.5 * w, -2.5 * w), cx)
-    visible = occ == "none"
+            hand_x[m] = rng.uniform(-HAND_X, HAND_X)
+    side = 1 if rng.random() < 0.5 else -1  # the edge a face "out" of frame leaves by (drawn in every trial)
+    return occ, hand_x, side
 
-    boxes = np.array([fr.gt_box(fr.Pose(cx[i], cy[i], w[i], roll[i])) for i in range(n)])
+
+def _ground_truth(pid: int, trial: int, t: np.ndarray, occ: np.ndarray, hand_x: np.ndarray, pose: dict, cues: dict, face: dict) -> pd.DataFrame:
+    """The per-frame table of ``ground_truth.csv`` (box empty while the face is not visible)."""
+    visible = occ == "none"
+    boxes = np.array([fr.gt_box(fr.Pose(pose["cx"][i], pose["cy"][i], pose["w"][i], pose["roll"][i])) for i in range(len(t))])
     frames = pd.DataFrame(
         {
-            "participant": P.pid,
+            "participant": pid,
             "trial": trial,
-            "frame": np.arange(n),
+            "frame": np.arange(len(t)),
             "time_s": np.round(t, 4),
             "visible": visible.astype(int),
             "occlusion": occ,
@@ -417,36 +478,55 @@ def plan_trial(seed: int, participant: Participant, trial: int, reported_v: floa
             "y0": boxes[:, 1],
             "x1": boxes[:, 2],
             "y1": boxes[:, 3],
-            "cx": cx,
-            "cy": cy,
-            "w": w,
-            "roll": roll,
-            "yaw": yaw,
-            "pitch": pitch,
+            **pose,
             "hand_x": hand_x,
-            "valence_cue": vc,
-            "arousal_cue": ac,
-            "smile": smile,
-            "cheek": cheek,
-            "mouth_open": mouth_open,
-            "eye_open": eye_open,
-            "brow_raise": brow_raise,
-            "brow_inner": brow_inner,
-            "talking": talking.astype(int),
+            **cues,
+            **{k: v for k, v in face.items() if k != "talking"},
+            "talking": face["talking"].astype(int),
         }
     )
     for c in ("x0", "y0", "x1", "y1"):
         frames.loc[~visible, c] = np.nan
-    skin = np.array(P.appearance.skin)
-    bg = _background(rng, W, Hh, skin)
-    # lighting: overall gain and a linear gradient (a lamp on one side)
-    g0 = rng.uniform(0.65, 1.25)
-    gx, gy = rng.uniform(-0.35, 0.35), rng.uniform(-0.2, 0.2)
+    return frames
+
+
+def _lighting_gain(rng, W: int, Hh: int) -> tuple[np.ndarray, float]:
+    """Per-pixel gain (H x W x 3, float32): overall gain and a linear gradient; returns it and the x gradient."""
+    g0 = rng.uniform(*LIGHT_GAIN)
+    gx, gy = rng.uniform(-LIGHT_GRADIENT[0], LIGHT_GRADIENT[0]), rng.uniform(-LIGHT_GRADIENT[1], LIGHT_GRADIENT[1])
     yy, xx = np.mgrid[0:Hh, 0:W].astype(np.float32)
     gain = g0 * (1 + gx * (xx / W - 0.5) * 2 + gy * (yy / Hh - 0.5) * 2)
+    return np.repeat(np.clip(gain, *GAIN_CLIP).astype(np.float32)[..., None], 3, axis=2), gx
+
+
+def plan_trial(seed: int, participant: Participant, trial: int, reported_v: float, reported_a: float, params: dict[str, Any]) -> TrialPlan:
+    """Everything about one video except the pixels: deterministic from (seed, participant, trial).
+
+    Steps, in the order they draw from the trial's random stream: felt state, cue
+    signals, expression, head pose, occlusion episodes, background, lighting and
+    camera (the order is part of the output: changing it changes every video).
+    """
+    rng = _rng(seed, _S_VIDEO, participant.pid, trial)
+    P = participant
+    W, Hh = params["width"], params["height"]
+    t = np.arange(n_frames_of(params)) / params["fps"]
+    dur = params["duration_s"]
+
+    felt_v, felt_a = _felt_state(rng, P, reported_v, reported_a, params)
+    vc, ac = _cue_signals(rng, P, felt_v, felt_a, t, dur, params["cue_scale"])
+    face = _expression(rng, P, vc, ac, t, dur)
+    pose = _head_pose(rng, P, ac, t, W, Hh)
+    occ, hand_x, side = _occlusions(rng, t, dur, params["occlusion_trial_prob"])
+    w = pose["w"]
+    pose["cx"] = np.where(occ == "out", np.where(side > 0, W + OUT_OF_FRAME * w, -OUT_OF_FRAME * w), pose["cx"])
+    frames = _ground_truth(P.pid, trial, t, occ, hand_x, pose, {"valence_cue": vc, "arousal_cue": ac}, face)
+
+    skin = np.array(P.appearance.skin)
+    bg = _background(rng, W, Hh, skin)
+    gain, gx = _lighting_gain(rng, W, Hh)
     q = params["jpeg_quality"]
     qlo, qhi = (q, q) if isinstance(q, int) else (q[0], q[1])
-    hand = np.clip(skin * rng.uniform(0.9, 1.1) + rng.normal(0, 5, 3), 0, 255)
+    hand = np.clip(skin * rng.uniform(*HAND_TONE) + rng.normal(0, HAND_TONE_SD, 3), 0, 255)
     return TrialPlan(
         participant=P.pid,
         trial=trial,
@@ -454,11 +534,11 @@ def plan_trial(seed: int, participant: Participant, trial: int, reported_v: floa
         felt_arousal=felt_a,
         frames=frames,
         background=bg,
-        gain=np.repeat(np.clip(gain, 0.3, 1.8).astype(np.float32)[..., None], 3, axis=2),
-        noise_sd=float(rng.uniform(1.0, 6.0)),
-        blur=float(rng.uniform(0.0, 1.1)),
+        gain=gain,
+        noise_sd=float(rng.uniform(*CAMERA_NOISE_SD)),
+        blur=float(rng.uniform(*BLUR_SIGMA)),
         quality=int(rng.integers(qlo, qhi + 1)),
-        light=float(np.clip(gx * 2.5, -1, 1)),
+        light=float(np.clip(gx * SHADING_PER_GRADIENT, -1, 1)),
         hand_color=tuple(hand),
     )
 
