@@ -1,8 +1,7 @@
 """The ``msvssm`` command line.
 
 Each feature registers a subcommand by adding a ``(name, add_arguments, run)``
-entry to ``SUBCOMMANDS``; ``run(args)`` returns the process exit code. Later
-issues add ``train``, ``evaluate`` and ``predict`` the same way.
+entry to ``SUBCOMMANDS``; ``run(args)`` returns the process exit code.
 """
 from __future__ import annotations
 
@@ -20,6 +19,10 @@ SUBCOMMANDS: dict[str, str] = {
     "synth-deap": "msvssm.data.synth:add_cli",
     "preprocess": "msvssm.data.preprocess:add_cli",
     "split": "msvssm.data.splits:add_cli",
+    "train": "msvssm.train.commands:add_train",
+    "evaluate": "msvssm.train.commands:add_evaluate",
+    "sweep": "msvssm.train.commands:add_sweep",
+    "predict": "msvssm.predict:add_cli",
 }
 
 

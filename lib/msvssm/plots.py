@@ -21,11 +21,13 @@ from .utils import atomic_path  # noqa: E402
 CLASS_ORDER = ("HVHA", "HVLA", "LVHA", "LVLA")
 
 
-def save_figure(fig: plt.Figure, figures_dir: str | os.PathLike, name: str, dpi: int = 120) -> Path:
-    """Write ``fig`` to ``figures_dir/name.png``; returns the path."""
+def save_figure(fig: plt.Figure, figures_dir: str | os.PathLike, name: str, dpi: int = 120, close: bool = False) -> Path:
+    """Write ``fig`` to ``figures_dir/name.png``; returns the path. ``close`` frees it (batch jobs)."""
     path = Path(figures_dir) / f"{name}.png"
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png", metadata={"Software": None})
+    if close:
+        plt.close(fig)
     return path
 
 
@@ -123,5 +125,40 @@ def plot_ablation_cost(table: pd.DataFrame) -> plt.Figure:
     for ax, col, label in zip(axes, ("params_M", "gflops"), ("parameters (M)", "GFLOPs (fvcore, MACs)")):
         sns.barplot(x=table[col].values, y=list(table.index), ax=ax, color="tab:purple")
         ax.set_xlabel(label)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- training results
+
+
+def plot_confusion(normalized: Sequence[Sequence[float]], class_names: Sequence[str], title: str = "") -> plt.Figure:
+    """The paper's Fig. 2: the confusion matrix with each row divided by its true count (rows: true class)."""
+    matrix = np.asarray(normalized, dtype=float)
+    fig, ax = plt.subplots(figsize=(4.6, 4))
+    sns.heatmap(matrix, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="Blues", square=True, cbar=True,
+                xticklabels=list(class_names), yticklabels=list(class_names), ax=ax)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title or "confusion matrix (row-normalised)", fontsize=9)
+    return fig
+
+
+def plot_training_curves(history: pd.DataFrame, title: str = "") -> plt.Figure:
+    """The paper's Fig. 3: loss and accuracy per epoch, training and validation side by side."""
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4))
+    epochs = history["epoch"]
+    ax_loss.plot(epochs, history["train_loss"], marker=".", label="train (with smoothing, augmented)")
+    ax_loss.plot(epochs, history["val_loss"], marker=".", label="validation")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("cross-entropy loss")
+    ax_loss.legend(fontsize=8)
+    ax_acc.plot(epochs, history["train_accuracy"], marker=".", label="train (augmented)")
+    ax_acc.plot(epochs, history["val_accuracy"], marker=".", label="validation")
+    ax_acc.set_xlabel("epoch")
+    ax_acc.set_ylabel("accuracy")
+    ax_acc.set_ylim(0, 1)
+    ax_acc.legend(fontsize=8)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig

@@ -19,6 +19,10 @@ import numpy as np
 
 LOGGER_NAME = "msvssm"
 
+# mkstemp makes owner-only files; results should get the usual permissions (0666 minus the umask).
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def get_logger(name: str | None = None) -> logging.Logger:
     """The project's logger (``msvssm`` or a child of it)."""
@@ -50,6 +54,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():
+            os.chmod(tmp_path, 0o666 & ~_UMASK)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

@@ -1,0 +1,81 @@
+"""``msvssm train``, ``msvssm evaluate`` and ``msvssm sweep``: thin wrappers over the Python API."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_train(parser: argparse.ArgumentParser) -> None:
+    parser.description = "Train a model on preprocessed faces (a validated config; resumable)."
+    parser.add_argument("--profile", default="cpu", choices=("smoke", "cpu", "gpu"), help="starting defaults")
+    parser.add_argument("--data", required=True, help="preprocessed faces folder (manifest.csv) or an ImageFolder")
+    parser.add_argument("--out", required=True, help="run folder")
+    parser.add_argument("--model", help="e.g. msvssm_nano, vssm_nano (msvssm info lists them)")
+    parser.add_argument("--split", choices=("frame", "trial", "subject"))
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--config", help="a config.json to start from instead of the profile")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out after its last epoch")
+    parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any config field, e.g. --set lr=2e-3 --set ema=true (repeatable)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    def run(args: argparse.Namespace) -> int:
+        from .config import TrainConfig
+        from .run import train
+
+        cfg = TrainConfig.load(args.config) if args.config else TrainConfig.from_profile(args.profile)
+        direct = {k: getattr(args, k) for k in ("model", "split", "seed") if getattr(args, k) is not None}
+        cfg = cfg.replace(data=args.data, out=args.out, **direct).with_overrides(args.assignments)
+        out = train(cfg, resume=args.resume, progress=not args.no_progress)
+        metrics = json.loads((Path(out) / "metrics.json").read_text(encoding="utf-8"))
+        print(f"{out}: test accuracy {metrics['accuracy']:.4f}, weighted F1 {metrics['weighted_f1']:.4f} "
+              f"({'synthetic data' if metrics.get('synthetic') else 'data: ' + cfg.data})")
+        return 0
+
+    parser.set_defaults(func=run)
+
+
+def add_evaluate(parser: argparse.ArgumentParser) -> None:
+    parser.description = "Score a run's best checkpoint on one split: metrics JSON, confusion and curves."
+    parser.add_argument("run", help="run folder (config.json + best.pt)")
+    parser.add_argument("--split", default="test", choices=("train", "val", "test"))
+
+    def run(args: argparse.Namespace) -> int:
+        from .run import evaluate_run
+
+        m = evaluate_run(args.run, split=args.split)
+        print(f"{args.run} [{args.split}]: accuracy {m['accuracy']:.4f}, weighted F1 {m['weighted_f1']:.4f}, n={m['n']}")
+        for name, c in m["per_class"].items():
+            print(f"  {name}: precision {c['precision']:.3f} recall {c['recall']:.3f} f1 {c['f1']:.3f} ({c['support']})")
+        return 0
+
+    parser.set_defaults(func=run)
+
+
+def add_sweep(parser: argparse.ArgumentParser) -> None:
+    parser.description = "Train models x seeds with shared settings; reuse finished runs; write a results table."
+    parser.add_argument("--profile", default="cpu", choices=("smoke", "cpu", "gpu"))
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--root", required=True, help="folder of the runs (the cache)")
+    parser.add_argument("--models", nargs="+", required=True, help="model names, one row each")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--split", default="frame", choices=("frame", "trial", "subject"))
+    parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--table", help="write the table to TABLE.csv / TABLE.md (default: ROOT/results)")
+
+    def run(args: argparse.Namespace) -> int:
+        from .config import TrainConfig
+        from .sweep import Sweep, format_mean_std
+
+        base = TrainConfig.from_profile(args.profile).replace(data=args.data, split=args.split)
+        base = base.with_overrides(args.assignments)
+        sweep = Sweep(args.root, base)
+        for model in args.models:
+            sweep.add(model, model=model)
+        sweep.run(args.seeds)
+        table = sweep.write_tables(args.table or Path(args.root) / "results", args.seeds)
+        print(format_mean_std(table).to_markdown(index=False))
+        return 0
+
+    parser.set_defaults(func=run)

@@ -1,0 +1,458 @@
+"""Plumbing around the loop: build everything from a config, train, checkpoint, resume, evaluate.
+
+    from msvssm.train import TrainConfig, train
+    run_dir = train(TrainConfig.from_profile("cpu", data="data/faces-synth-default-128", out="runs/demo"))
+
+A run folder holds::
+
+    config.json     the validated configuration (what --set changed included)
+    record.json     what produced it: versions, git commit, device, scan backend, data hash, synthetic or not
+    history.csv     per epoch: learning rate, train/val loss, accuracy, weighted F1, seconds
+    last.pt         exact state after the last completed epoch (``--resume`` continues from it)
+    best.pt         weights with the best validation weighted F1
+    metrics.json    the test split scored once, at the end, with best.pt (accuracy, weighted_f1, ...)
+    confusion.png, curves.png   the paper's Fig. 2 and Fig. 3 for this run
+
+Model selection uses the validation split only; the test split is touched once. (The
+paper reports the best test numbers it saw, which selects on the test set; say so where
+the numbers are compared.)
+
+Several processes: launched with ``torchrun --nproc_per_node=N``, each process trains on its
+share of every batch (gloo on CPU, NCCL on GPU); only rank 0 writes files.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
+
+from ..utils import atomic_path, atomic_write_json, get_logger
+from .checkpoint import check_compatible, load_checkpoint, load_weights, save_checkpoint
+from .config import ConfigError, TrainConfig
+from .data import AugmentParams, BatchIterator, InMemorySplit, epoch_seed, load_split
+from .distributed import DistContext, all_gather_predictions, init_distributed
+from .loop import predict, train_one_epoch
+
+log = get_logger("train")
+
+HISTORY_COLUMNS = ("epoch", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_weighted_f1", "seconds")
+
+
+class RunError(RuntimeError):
+    """A run that cannot start: missing data, empty split, absent class, existing run folder..."""
+
+
+# ----------------------------------------------------------------------------- devices and precision
+
+
+def resolve_device(cfg: TrainConfig, dist: DistContext | None = None) -> torch.device:
+    if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise RunError("device=cuda asked for, but torch sees no CUDA device")
+        return torch.device("cuda", dist.local_rank if dist else 0)
+    return torch.device("cpu")
+
+
+def resolve_amp(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for float32. ``auto``: bf16 on CUDA if supported, else fp16; none on CPU.
+
+    On CPU, bf16 autocast was measured at +4 % for msvssm_nano (``make bench-train``):
+    too little to be the default; ask for it with amp=bf16.
+    """
+    mode = cfg.amp
+    if mode == "auto":
+        if device.type != "cuda":
+            return None
+        mode = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if mode == "none":
+        return None
+    if mode == "fp16" and device.type == "cpu":
+        raise ConfigError("amp=fp16 is for CUDA; on a CPU use amp=bf16 or none")
+    return torch.bfloat16 if mode == "bf16" else torch.float16
+
+
+def autocast_factory(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext
+    return lambda: torch.autocast(device_type=device.type, dtype=dtype)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclass
+class RunData:
+    train: InMemorySplit
+    val: InMemorySplit
+    test: InMemorySplit
+    class_names: list[str]
+    split_file: Path
+    data_dir: Path
+
+
+def split_file_for(cfg: TrainConfig, dist: DistContext | None = None) -> Path:
+    """The shared split file of (protocol, split_seed); made once, reused by every run on the data."""
+    from ..data.splits import make_splits, split_name
+
+    data_dir = Path(cfg.data)
+    path = data_dir / "splits" / f"{split_name(cfg.split, cfg.split_seed)}.csv"
+    if not path.exists() and (dist is None or dist.is_main):
+        made = make_splits(data_dir, cfg.split, seed=cfg.split_seed)
+        path = made[0]
+    if dist is not None:
+        dist.barrier()
+    return path
+
+
+def load_run_data(cfg: TrainConfig, dist: DistContext | None = None) -> RunData:
+    """Check the data, make or reuse the split, decode the three sides into memory."""
+    from ..data import FaceImageDataset, read_classes
+
+    data_dir = Path(cfg.data)
+    if not cfg.data:
+        raise RunError("no data folder: set data=... (a preprocessed faces folder with manifest.csv)")
+    if not data_dir.is_dir():
+        raise RunError(f"data folder {data_dir} does not exist: run `msvssm preprocess` (or `make reproduce`) first")
+    split_file = split_file_for(cfg, dist)
+    classes = read_classes(data_dir)
+    sides = {}
+    for side in ("train", "val", "test"):
+        ds = FaceImageDataset(data_dir, split_file, side, classes=classes)
+        if len(ds) == 0:
+            raise RunError(f"split {split_file} has no {side} images")
+        sides[side] = ds
+    counts = sides["train"].class_counts()
+    absent = [c for c, n in zip(classes, counts) if n == 0]
+    if absent:
+        raise RunError(f"class(es) {absent} have no training image in {split_file}: the model cannot learn them")
+    t0 = time.perf_counter()
+    decoded = {side: load_split(ds, cfg.image_size, cfg.workers) for side, ds in sides.items()}
+    log.info("decoded %s images of %dx%d into memory in %.1f s",
+             {s: len(v) for s, v in decoded.items()}, cfg.image_size, cfg.image_size, time.perf_counter() - t0)
+    return RunData(decoded["train"], decoded["val"], decoded["test"], classes, split_file, data_dir)
+
+
+# ----------------------------------------------------------------------------- model, optimiser, schedule
+
+
+def build_run_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
+    from ..models import build_model
+
+    kwargs = dict(cfg.model_kwargs)
+    if cfg.drop_path >= 0:
+        kwargs["drop_path_rate"] = cfg.drop_path
+    if cfg.scan_backend:
+        kwargs["scan_backend"] = cfg.scan_backend
+    try:
+        model = build_model(cfg.model, num_classes=num_classes, **kwargs)
+    except TypeError as err:
+        raise ConfigError(f"model_kwargs {cfg.model_kwargs} do not fit model {cfg.model!r}: {err}") from err
+    # An image size the model cannot take is an error now, not after the data is loaded.
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, 3, cfg.image_size, cfg.image_size))
+    except Exception as err:
+        raise ConfigError(f"model {cfg.model!r} cannot take {cfg.image_size}x{cfg.image_size} images: {err}") from err
+    return model
+
+
+def build_optimizer(cfg: TrainConfig, model: nn.Module):
+    """timm's optimiser factory: AdamW with no weight decay on the model's ``no_weight_decay()``, norms and biases."""
+    from timm.optim import create_optimizer_v2
+
+    return create_optimizer_v2(model, opt=cfg.opt, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+
+
+def build_scheduler(cfg: TrainConfig, optimizer, steps_per_epoch: int):
+    """timm's cosine schedule with linear warm-up, in optimiser steps (``step_update`` every iteration)."""
+    from timm.scheduler import CosineLRScheduler
+
+    total = cfg.epochs * steps_per_epoch
+    warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
+    return CosineLRScheduler(optimizer, t_initial=total, lr_min=cfg.min_lr, warmup_t=warmup,
+                             warmup_lr_init=cfg.lr * 0.01, warmup_prefix=False, t_in_epochs=False)
+
+
+def build_mixup(cfg: TrainConfig, num_classes: int):
+    if cfg.mixup <= 0 and cfg.cutmix <= 0:
+        return None
+    from timm.data import Mixup
+
+    return Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, label_smoothing=cfg.label_smoothing,
+                 num_classes=num_classes)
+
+
+# ----------------------------------------------------------------------------- records
+
+
+def _git_commit() -> str:
+    try:
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "") if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def data_provenance(data_dir: Path) -> dict[str, Any]:
+    """The manifest's hash and whether the crops come from the synthetic DEAP."""
+    info: dict[str, Any] = {"data_dir": str(data_dir), "manifest_sha256": file_sha256(data_dir / "manifest.csv")}
+    synthetic = None
+    pre = data_dir / "preprocess_config.json"
+    if pre.exists():
+        root = Path(json.loads(pre.read_text(encoding="utf-8")).get("root", ""))
+        synthetic = (root / "synth_meta.json").exists()
+        info["source_root"] = str(root)
+    info["synthetic"] = synthetic  # None: an ImageFolder or a source we cannot tell
+    return info
+
+
+def run_record(cfg: TrainConfig, device: torch.device, model: nn.Module, data: RunData, world_size: int) -> dict:
+    import timm
+
+    from .. import __version__, available_scan_backends
+
+    backends = sorted({m.scan_backend for m in model.modules() if hasattr(m, "scan_backend")} - {None})
+    return {
+        "config": cfg.to_dict(),
+        "seed": cfg.seed,
+        "versions": {"msvssm": __version__, "torch": torch.__version__, "timm": timm.__version__,
+                     "numpy": np.__version__, "python": platform.python_version()},
+        "git_commit": _git_commit(),
+        "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
+        "cpu_threads": torch.get_num_threads(),
+        "world_size": world_size,
+        "scan_backend": {"requested": backends or [os.environ.get("MSVSSM_SCAN_BACKEND") or "auto"],
+                         "available": available_scan_backends(device)},
+        "split_file": str(data.split_file),
+        "split_sizes": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
+        "class_names": data.class_names,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        **data_provenance(data.data_dir),
+    }
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def score(model: nn.Module, batches: BatchIterator, class_names, autocast, dist: DistContext | None = None) -> dict:
+    """Loss, accuracy, weighted F1 and the rest of :func:`msvssm.evaluation.classification_metrics`."""
+    from ..evaluation import classification_metrics
+
+    logits, labels = predict(model, batches, autocast)
+    if dist is not None and dist.world_size > 1:
+        logits, labels = all_gather_predictions(logits, labels, dist)
+    metrics = classification_metrics(labels.numpy(), logits.argmax(1).numpy(), class_names)
+    metrics["loss"] = float(nn.functional.cross_entropy(logits, labels).item())
+    return metrics
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def prepare_out_dir(cfg: TrainConfig, resume: bool) -> Path:
+    if not cfg.out:
+        raise RunError("no output folder: set out=... (or --out)")
+    out = Path(cfg.out)
+    saved = out / "config.json"
+    if saved.exists():
+        previous = TrainConfig.load(saved)
+        if previous.identity() != cfg.identity():
+            diff = {k: (previous.identity()[k], v) for k, v in cfg.identity().items() if previous.identity()[k] != v}
+            raise RunError(f"{out} holds a run of another configuration (saved vs now: {diff}); use another --out")
+        if not resume and (out / "last.pt").exists():
+            raise RunError(f"{out} already holds a run: pass --resume to continue it, or use another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def is_complete(out: str | os.PathLike) -> bool:
+    """Whether ``out`` holds a finished run (metrics.json written after the test evaluation)."""
+    return (Path(out) / "metrics.json").exists()
+
+
+def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> Path:
+    """Train ``cfg`` to the end (or continue it with ``resume``), score the test split once; returns the run folder."""
+    from tqdm.auto import tqdm
+
+    dist = init_distributed(cfg)
+    try:
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        out = prepare_out_dir(cfg, resume) if dist.is_main else Path(cfg.out)
+        dist.barrier()
+        device = resolve_device(cfg, dist)
+        amp_dtype = resolve_amp(cfg, device)
+        autocast = autocast_factory(device, amp_dtype)
+
+        torch.manual_seed(cfg.seed)  # the initial weights depend on the seed only
+        data = load_run_data(cfg, dist)
+        model = build_run_model(cfg, len(data.class_names)).to(device)
+        augment = None if cfg.augment == "none" else AugmentParams(
+            cfg.hflip, cfg.degrees, cfg.translate, cfg.brightness, cfg.contrast, cfg.saturation)
+        train_batches = BatchIterator(data.train, cfg.batch_size, train=True, seed=cfg.seed, augment=augment,
+                                      rank=dist.rank, world_size=dist.world_size, device=device)
+        val_batches = BatchIterator(data.val, cfg.batch_size * 2, train=False, rank=dist.rank,
+                                    world_size=dist.world_size, device=device)
+        steps_per_epoch = len(train_batches)
+        if steps_per_epoch == 0:
+            raise RunError(f"{len(data.train)} training images give no full batch of {cfg.batch_size} per process")
+
+        optimizer = build_optimizer(cfg, model)
+        scheduler = build_scheduler(cfg, optimizer, steps_per_epoch)
+        scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+        ema = None
+        if cfg.ema:
+            from timm.utils import ModelEmaV3
+
+            ema = ModelEmaV3(model, decay=cfg.ema_decay, use_warmup=True)
+        mix = build_mixup(cfg, len(data.class_names))
+        loss_fn = nn.CrossEntropyLoss(label_smoothing=0.0 if mix is not None else cfg.label_smoothing)
+        train_model = dist.wrap(model)
+
+        start_epoch, step, history, best = 0, 0, [], {"val_weighted_f1": -1.0, "epoch": -1}
+        if resume and (out / "last.pt").exists():
+            state = load_checkpoint(out / "last.pt")
+            check_compatible(state, cfg.model, len(data.class_names), out / "last.pt")
+            load_weights(model, state["model"], out / "last.pt")
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            if ema is not None:
+                load_weights(ema.module, state["ema"], out / "last.pt")
+            if scaler is not None and state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+            start_epoch, step, history, best = state["epoch"], state["step"], state["history"], state["best"]
+            log.info("resuming %s after epoch %d (step %d)", out, start_epoch, step)
+        if dist.is_main:
+            atomic_write_json(out / "config.json", cfg.to_dict())
+            atomic_write_json(out / "record.json", run_record(cfg, device, model, data, dist.world_size))
+        if start_epoch == 0:
+            log.info("training %s (%d parameters) on %s for %d epochs of %d steps, %s",
+                     cfg.model, sum(p.numel() for p in model.parameters()), device, cfg.epochs, steps_per_epoch,
+                     f"amp {amp_dtype}" if amp_dtype else "float32")
+
+        eval_model = ema.module if ema is not None else model
+        for epoch in range(start_epoch, cfg.epochs):
+            t0 = time.perf_counter()
+            # Every random draw of an epoch comes from (seed, epoch): resuming redoes it exactly.
+            torch.manual_seed(epoch_seed(cfg.seed, epoch, "torch"))
+            np.random.seed(epoch_seed(cfg.seed, epoch, "numpy") % 2**32)
+            train_batches.set_epoch(epoch)
+            bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+                       disable=not (progress and dist.is_main))
+            train_stats, step = train_one_epoch(
+                train_model, train_batches, optimizer, loss_fn, epoch=epoch, step=step, scheduler=scheduler,
+                clip_grad=cfg.clip_grad, ema=ema, mix=mix, autocast=autocast, scaler=scaler, progress=bar)
+            bar.close()
+            train_stats = dist.mean_dict(train_stats)
+            row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+                   "train_loss": train_stats["loss"], "train_accuracy": train_stats["accuracy"]}
+            last_epoch = epoch + 1 == cfg.epochs
+            if (epoch + 1) % cfg.eval_every == 0 or last_epoch:
+                val = score(eval_model, val_batches, data.class_names, autocast, dist)
+                row.update(val_loss=val["loss"], val_accuracy=val["accuracy"], val_weighted_f1=val["weighted_f1"])
+                if val["weighted_f1"] > best["val_weighted_f1"]:
+                    best = {"val_weighted_f1": val["weighted_f1"], "val_accuracy": val["accuracy"], "epoch": epoch + 1}
+                    if dist.is_main:
+                        save_checkpoint(out / "best.pt", {
+                            "model": eval_model.state_dict(), "model_name": cfg.model,
+                            "model_kwargs": cfg.model_kwargs, "class_names": data.class_names,
+                            "image_size": cfg.image_size, "epoch": epoch + 1, "val": best})
+            row["seconds"] = time.perf_counter() - t0
+            history.append(row)
+            if dist.is_main:
+                save_checkpoint(out / "last.pt", {
+                    "model": model.state_dict(), "model_name": cfg.model, "class_names": data.class_names,
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "ema": ema.module.state_dict() if ema is not None else None,
+                    "scaler": scaler.state_dict() if scaler is not None else None,
+                    "epoch": epoch + 1, "step": step, "history": history, "best": best})
+                write_history(out / "history.csv", history)
+                log.info("epoch %d/%d  %s", epoch + 1, cfg.epochs, "  ".join(
+                    f"{k}={v:.4g}" for k, v in row.items() if k != "epoch" and isinstance(v, float)))
+            dist.barrier()
+
+        if dist.is_main:
+            evaluate_run(out, split="test", data=data, autocast=autocast, device=device)
+        dist.barrier()
+        return out
+    finally:
+        dist.close()
+
+
+def write_history(path: Path, history: list[dict]) -> None:
+    frame = pd.DataFrame(history).reindex(columns=list(HISTORY_COLUMNS))
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")
+
+
+def read_history(run: str | os.PathLike) -> pd.DataFrame:
+    return pd.read_csv(Path(run) / "history.csv")
+
+
+def load_run_model(run: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[nn.Module, dict, TrainConfig]:
+    """The best model of a run folder, in eval mode, with its checkpoint metadata and config."""
+    from ..models import build_model
+
+    run = Path(run)
+    cfg = TrainConfig.load(run / "config.json")
+    state = load_checkpoint(run / "best.pt")
+    check_compatible(state, cfg.model, len(state["class_names"]), run / "best.pt")
+    kwargs = dict(state.get("model_kwargs") or {})
+    if cfg.scan_backend:
+        kwargs["scan_backend"] = cfg.scan_backend
+    model = build_model(cfg.model, num_classes=len(state["class_names"]), **kwargs)
+    load_weights(model, state["model"], run / "best.pt")
+    return model.to(device).eval(), state, cfg
+
+
+def evaluate_run(run: str | os.PathLike, split: str = "test", *, data: RunData | None = None, autocast=None,
+                 device: torch.device | str = "cpu", figures: bool = True) -> dict:
+    """Score a run's best checkpoint on ``split``; writes ``metrics.json`` (test) or ``metrics_<split>.json``,
+    plus the paper's Fig. 2 (normalised confusion) and Fig. 3 (curves) into the run folder."""
+    from .. import plots
+
+    run = Path(run)
+    model, state, cfg = load_run_model(run, device)
+    if data is None:
+        data = load_run_data(cfg)
+    if split not in ("train", "val", "test"):
+        raise RunError(f"split must be train, val or test, not {split!r}")
+    batches = BatchIterator(getattr(data, split), cfg.batch_size * 2, train=False, device=device)
+    metrics = score(model, batches, data.class_names, autocast or contextlib.nullcontext)
+    record = json.loads((run / "record.json").read_text(encoding="utf-8")) if (run / "record.json").exists() else {}
+    metrics.update(split=split, model=cfg.model, best_epoch=state.get("epoch"), selected_on="val weighted F1",
+                   synthetic=record.get("synthetic"), split_file=str(data.split_file), protocol=cfg.split,
+                   seed=cfg.seed)
+    atomic_write_json(run / ("metrics.json" if split == "test" else f"metrics_{split}.json"), metrics)
+    if figures:
+        tag = "synthetic DEAP" if metrics["synthetic"] else "data: " + str(data.data_dir.name)
+        title = f"{cfg.model}, {cfg.split} split, seed {cfg.seed} ({tag})"
+        plots.save_figure(plots.plot_confusion(metrics["confusion_normalized"], data.class_names,
+                                               title=f"{split}: {title}"), run, "confusion" if split == "test" else f"confusion_{split}", close=True)
+        if (run / "history.csv").exists():
+            plots.save_figure(plots.plot_training_curves(read_history(run), title=title), run, "curves", close=True)
+    return metrics

@@ -1,0 +1,145 @@
+"""Many runs: a grid of configurations x seeds, a run cache, and results tables (mean +- std).
+
+    from msvssm.train.sweep import Sweep
+    sweep = Sweep(root="runs", base=TrainConfig.from_profile("cpu", data=faces))
+    sweep.add("VSSM", model="vssm_nano")
+    sweep.add("MS-VSSM", model="msvssm_nano")
+    table = sweep.run(seeds=[0, 1, 2])         # trains only what is missing; resumes unfinished runs
+    sweep.write_tables("build/results/ablation")  # CSV and Markdown
+
+Each run lives in ``root/<hash of its configuration>``: a run is found again by *what it
+computes* (model, data, split, recipe, seed), not by the name a notebook gave it, so the
+ablation notebook reuses the runs the training notebook made, and a second ``make
+reproduce`` trains nothing.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import pandas as pd
+
+from ..utils import atomic_path, get_logger
+from .config import TrainConfig
+from .run import is_complete, train
+
+log = get_logger("sweep")
+
+METRICS = ("accuracy", "weighted_f1")
+
+
+def run_key(cfg: TrainConfig) -> str:
+    """A short stable hash of what a run computes (its config minus output folder and speed knobs)."""
+    identity = cfg.identity()
+    identity["data"] = os.path.abspath(identity["data"])
+    blob = json.dumps(identity, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def run_dir_for(root: str | os.PathLike, cfg: TrainConfig) -> Path:
+    return Path(root) / f"{cfg.model}-{cfg.split}-s{cfg.seed}-{run_key(cfg)}"
+
+
+@dataclass
+class Sweep:
+    root: str | os.PathLike
+    base: TrainConfig
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)  # row name -> config changes
+
+    def add(self, name: str, **changes: Any) -> "Sweep":
+        if name in self.rows:
+            raise ValueError(f"sweep row {name!r} added twice")
+        self.base.replace(**changes)  # validate now, not after hours of training
+        self.rows[name] = changes
+        return self
+
+    def configs(self, seeds: Sequence[int]) -> list[tuple[str, int, TrainConfig]]:
+        out = []
+        for name, changes in self.rows.items():
+            for seed in seeds:
+                cfg = self.base.replace(**changes, seed=seed)
+                out.append((name, seed, cfg.replace(out=str(run_dir_for(self.root, cfg)))))
+        return out
+
+    def run(self, seeds: Sequence[int] = (0,), progress: bool = True) -> pd.DataFrame:
+        """Train every (row, seed) not finished yet (resuming unfinished ones); returns the per-run table."""
+        todo = self.configs(seeds)
+        done = sum(is_complete(cfg.out) for _, _, cfg in todo)
+        log.info("sweep: %d runs, %d already finished, %d to train", len(todo), done, len(todo) - done)
+        for name, seed, cfg in todo:
+            if is_complete(cfg.out):
+                continue
+            log.info("sweep: training %s seed %d -> %s", name, seed, cfg.out)
+            train(cfg, resume=True, progress=progress)
+        return self.results(seeds)
+
+    def results(self, seeds: Sequence[int] = (0,)) -> pd.DataFrame:
+        """One row per finished run: name, seed, test metrics, best epoch, wall seconds, run folder."""
+        records = []
+        for name, seed, cfg in self.configs(seeds):
+            if not is_complete(cfg.out):
+                continue
+            records.append(run_summary(cfg.out, name=name))
+        return pd.DataFrame(records)
+
+    def write_tables(self, stem: str | os.PathLike, seeds: Sequence[int] = (0,)) -> pd.DataFrame:
+        per_run = self.results(seeds)
+        table = summarise(per_run)
+        write_table(table, stem)
+        write_table(per_run, f"{stem}_runs")
+        return table
+
+
+def run_summary(run: str | os.PathLike, name: str = "") -> dict[str, Any]:
+    run = Path(run)
+    metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+    history = pd.read_csv(run / "history.csv")
+    cfg = TrainConfig.load(run / "config.json")
+    return {
+        "name": name or cfg.model,
+        "model": cfg.model,
+        "split": cfg.split,
+        "seed": cfg.seed,
+        "accuracy": metrics["accuracy"],
+        "weighted_f1": metrics["weighted_f1"],
+        "best_epoch": metrics.get("best_epoch"),
+        "epochs": cfg.epochs,
+        "train_seconds": float(history["seconds"].sum()),
+        "synthetic": metrics.get("synthetic"),
+        "run": str(run),
+    }
+
+
+def summarise(per_run: pd.DataFrame, by: Iterable[str] = ("name",)) -> pd.DataFrame:
+    """Mean and standard deviation (ddof=1; 0 for a single seed) of the metrics per row."""
+    if per_run.empty:
+        return pd.DataFrame(columns=[*by, "seeds", *(f"{m}_{s}" for m in METRICS for s in ("mean", "std"))])
+    grouped = per_run.groupby(list(by), sort=False)
+    table = grouped.agg(seeds=("seed", "count"),
+                        **{f"{m}_{s}": (m, s) for m in METRICS for s in ("mean", "std")},
+                        train_seconds=("train_seconds", "mean")).reset_index()
+    return table.fillna({f"{m}_std": 0.0 for m in METRICS})
+
+
+def format_mean_std(table: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
+    """``accuracy`` and ``weighted_f1`` as 'mean +- std' strings, for Markdown."""
+    shown = table.copy()
+    for m in METRICS:
+        if f"{m}_mean" in shown:
+            shown[m] = [f"{a:.{digits}f} ± {s:.{digits}f}" for a, s in zip(shown[f"{m}_mean"], shown[f"{m}_std"])]
+            shown = shown.drop(columns=[f"{m}_mean", f"{m}_std"])
+    return shown
+
+
+def write_table(table: pd.DataFrame, stem: str | os.PathLike) -> tuple[Path, Path]:
+    stem = Path(stem)
+    csv_path, md_path = stem.with_suffix(".csv"), stem.with_suffix(".md")
+    with atomic_path(csv_path) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g", lineterminator="\n")
+    with atomic_path(md_path) as tmp:
+        tmp.write_text(format_mean_std(table).to_markdown(index=False, floatfmt=".4g") + "\n", encoding="utf-8")
+    return csv_path, md_path
