@@ -96,10 +96,19 @@ def test_se_acts_on_each_direction_on_the_grid_before_the_merge():
     torch.manual_seed(0)
     ss2d = SS2D(16, ssm_ratio=2.0, path_se=True, se_reduction=4)
     seen = {}
-    hook = capture_inputs(ss2d.path_se, seen, "se")
+    hooks = [capture_inputs(ss2d.path_se, seen, "se"), capture_inputs(ss2d.out_norm, seen, "norm")]
+
+    def recording_merge(y):
+        seen["merge_in"] = y.detach()
+        return SS2D.merge(y)
+
+    ss2d.merge = recording_merge  # the instance attribute shadows the method for this module only
     ss2d(torch.randn(2, 5, 6, 16))
-    hook.remove()
+    for h in hooks:
+        h.remove()
     y, gated = seen["se"]
+    assert torch.equal(seen["merge_in"], gated)  # the SE output is what gets merged...
+    torch.testing.assert_close(seen["norm"][0], gated.sum(dim=1).permute(0, 2, 3, 1))  # ...and normalised
     assert y.shape == (2, 4, ss2d.d_inner, 5, 6)  # (b, K, d, h, w): per direction, on the 2D grid
     se = ss2d.path_se
     for k in range(4):  # hand-computed SE with direction k's own weights
@@ -151,9 +160,11 @@ def test_wrong_image_shape_is_a_clear_error():
 
 def test_drop_path_rate_is_settable_and_linear():
     model = build_model("vssm_nano", drop_path_rate=0.3)
-    rates = [b.drop_path.drop_prob for s in model.stages for b in s.blocks if hasattr(b.drop_path, "drop_prob")]
-    assert rates[-1] == pytest.approx(0.3)
-    assert rates == sorted(rates)
+    blocks = [b for s in model.stages for b in s.blocks]
+    rates = [getattr(b.drop_path, "drop_prob", 0.0) for b in blocks]  # rate 0 is nn.Identity
+    n = len(blocks)
+    assert rates == pytest.approx([0.3 * i / (n - 1) for i in range(n)])  # linspace(0, 0.3, n)
+    assert isinstance(blocks[0].drop_path, torch.nn.Identity)
 
 
 def test_feature_extractor_without_head():
@@ -187,32 +198,162 @@ def test_unavailable_backend_in_a_model_is_an_error():
         model(torch.randn(1, 3, 32, 32))
 
 
-def test_flop_count_matches_vmamba_t():
-    from msvssm.flops import count_flops
+def test_under_bf16_autocast_the_scan_merge_and_out_norm_stay_float32(monkeypatch):
+    import msvssm.models.ss2d as ss2d_module
 
-    result = count_flops(build_model("vssm_tiny", num_classes=1000), (3, 224, 224))
-    assert result["flops"] == pytest.approx(4.9e9, rel=0.02)  # VMamba-T published: 4.9G
+    torch.manual_seed(0)
+    model = build_model("msvssm_nano", drop_path_rate=0.0, layer_scale_init=0.5).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        ref = model.forward_features(x)
+    op = model.stages[1].blocks[0].op
+    seen = {}
+    hooks = [capture_inputs(getattr(op, name), seen, name) for name in ("in_proj", "path_se", "out_norm", "out_proj")]
+    real_scan = ss2d_module.selective_scan
+
+    def recording_scan(u, *args, **kwargs):
+        y = real_scan(u, *args, **kwargs)
+        seen.setdefault("scan", (u.dtype, torch.is_autocast_enabled("cpu"), y.dtype))
+        return y
+
+    monkeypatch.setattr(ss2d_module, "selective_scan", recording_scan)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model.forward_features(x)
+    for h in hooks:
+        h.remove()
+    assert seen["in_proj"][1].dtype == torch.bfloat16  # in_proj (and conv, x_proj) in the autocast dtype
+    assert seen["scan"] == (torch.float32, False, torch.float32)  # the scan: float32 in and out, autocast off
+    assert seen["path_se"][0].dtype == seen["path_se"][1].dtype == torch.float32  # SE in float32
+    assert seen["out_norm"][0].dtype == torch.float32  # merge output, entering out_norm
+    assert seen["out_norm"][1].dtype == torch.float32
+    assert seen["out_proj"][1].dtype == torch.bfloat16  # out_proj back in the autocast dtype
+    assert torch.isfinite(out).all()
+    rel = (out.float() - ref).norm() / ref.norm()
+    assert rel < 0.03, rel
 
 
-def test_flop_count_counts_every_scan_as_vmamba_does():
-    from msvssm.flops import count_flops, scan_flops
+def test_no_weight_decay_gives_timm_the_right_groups():
+    from timm.optim import create_optimizer_v2
 
-    model = build_model("vssm_nano", num_classes=4)
-    result = count_flops(model, (3, 64, 64))
-    # stage i: (64 / 4 / 2^i)^2 pixels, K * dims_i channels, d_state 1, D present
-    expected = sum(
-        depth * scan_flops(1, (16 >> i) ** 2, 4 * model.dims[i], 1)
-        for i, depth in enumerate(model.depths)
-    )
-    assert result["by_operator"]["PythonOp._ScanForFlopCount"] == expected
-    assert scan_flops(2, 10, 8, 4, with_d=False) == 9 * 2 * 10 * 8 * 4
+    model = build_model("msvssm_nano")
+    optimizer = create_optimizer_v2(model, "adamw", lr=1e-3, weight_decay=0.05)
+    wd_of = {}
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            assert id(p) not in wd_of  # in one group only
+            wd_of[id(p)] = group["weight_decay"]
+    names = dict(model.named_parameters())
+    assert set(wd_of) == {id(p) for p in names.values()}  # every parameter in a group
+    wd = {name: wd_of[id(p)] for name, p in names.items()}
+    norms = {n for n, m in model.named_modules() if isinstance(m, torch.nn.LayerNorm)}
+    leaf = lambda name: name.rsplit(".", 1)[-1]  # noqa: E731
+    no_decay = [n for n in wd if leaf(n) in ("A_logs", "Ds", "gamma", "bias", "dt_projs_bias", "fc1_bias", "fc2_bias")
+                or n.rsplit(".", 1)[0] in norms]
+    assert {leaf(n) for n in no_decay} >= {"A_logs", "Ds", "gamma", "bias", "dt_projs_bias", "fc1_bias", "fc2_bias", "weight"}
+    assert all(wd[n] == 0.0 for n in no_decay), [n for n in no_decay if wd[n] != 0.0][:5]
+    decay = set(wd) - set(no_decay)  # conv and linear weights, x_proj, dt_proj, SE weights
+    assert all(wd[n] == 0.05 for n in decay), [n for n in decay if wd[n] != 0.05][:5]
+    assert {"stages.0.blocks.0.op.in_proj.weight", "stages.0.blocks.0.op.x_proj_weight", "stem.conv1.weight",
+            "stages.0.dspp.fuse.weight", "stages.0.blocks.0.op.path_se.fc1_weight", "head.weight"} <= decay
+    assert model.stages[0].blocks[0].op.A_logs.ndim == 2  # why timm's ndim <= 1 rule alone is not enough
 
 
-def test_flop_counting_backend_is_never_offered_to_users():
-    from msvssm.flops import FLOP_COUNT_BACKEND, count_flops
+# DSPP's pooled branch i: reduce (1x1) -> avgpool k_i (radius k_i // 2) -> conv3x3 dilation r_i (taps at
+# -r_i, 0, +r_i: radius r_i) -> align (1x1). Footprint radius = k_i // 2 + r_i = 1 + 1, 2 + 2, 3 + 3.
+DSPP_FOOTPRINT_RADII = [3 // 2 + 1, 5 // 2 + 2, 7 // 2 + 3]
 
-    count_flops(build_model("vssm_nano"), (3, 32, 32))
-    assert FLOP_COUNT_BACKEND not in msvssm.available_scan_backends()
-    with pytest.raises(ValueError, match="unknown selective-scan backend"):
-        msvssm.selective_scan(*[torch.zeros(1, 4, 3)] * 2, -torch.ones(4, 1), *[torch.zeros(1, 1, 1, 3)] * 2,
-                              backend=FLOP_COUNT_BACKEND)
+
+def test_dspp_impulse_footprints_and_constant_global_branch():
+    from msvssm.models import DSPP
+
+    torch.manual_seed(0)
+    dspp = DSPP(16)
+    size, centre = 25, 12
+    zeros = torch.zeros(1, 16, size, size)
+    impulse = zeros.clone()
+    impulse[0, :, centre, centre] = 1.0
+    with torch.no_grad():
+        base = dspp.branches(dspp.reduce(zeros))
+        hit = dspp.branches(dspp.reduce(impulse))
+    g = hit[0]
+    assert torch.equal(g, g[:, :, :1, :1].expand_as(g))  # global branch: constant over space
+    for radius, b0, b1 in zip(DSPP_FOOTPRINT_RADII, base[1:], hit[1:]):
+        changed = (b1 - b0).abs().sum(dim=(0, 1)) > 0  # (h, w)
+        expected = torch.zeros(size, size, dtype=torch.bool)
+        expected[centre - radius: centre + radius + 1, centre - radius: centre + radius + 1] = True
+        assert torch.equal(changed, expected), radius
+
+
+def test_dspp_global_branch_convolves_before_broadcasting_with_the_same_result():
+    from msvssm.models import DSPP
+
+    torch.manual_seed(0)
+    dspp = DSPP(32)
+    x0 = torch.randn(2, 8, 7, 9)
+    with torch.no_grad():
+        old = dspp.align[0](dspp.global_branch(x0.mean(dim=(2, 3), keepdim=True)).expand_as(x0))  # broadcast, then align
+        new = dspp.branches(x0)[0]
+    torch.testing.assert_close(new, old)
+
+
+def test_dspp_residual_flag_adds_the_input():
+    from msvssm.models import DSPP
+
+    torch.manual_seed(0)
+    added, replaced = DSPP(16, residual=True), DSPP(16, residual=False)
+    replaced.load_state_dict(added.state_dict())
+    x = torch.randn(2, 6, 7, 16)
+    torch.testing.assert_close(added(x) - replaced(x), x)
+
+
+def test_dspp_of_each_stage_sees_that_stages_resolution_after_the_downsample():
+    model = build_model("msvssm_nano", drop_path_rate=0.0)
+    shapes = []
+    hooks = [s.dspp.register_forward_pre_hook(lambda m, inp: shapes.append(tuple(inp[0].shape))) for s in model.stages]
+    model(torch.randn(2, 3, 64, 64))
+    for h in hooks:
+        h.remove()
+    assert shapes == [(2, 16 >> i, 16 >> i, model.dims[i]) for i in range(4)]  # H/4/2^i, stage i's width
+    assert all(list(s._modules) == ["dspp", "blocks", "downsample"] for s in model.stages)
+
+
+@pytest.mark.parametrize("name", ["vssm_nano", "vssm_tiny", "vssm_small", "vssm_base",
+                                  "msvssm_nano", "msvssm_tiny", "msvssm_small", "msvssm_base"])
+def test_each_factory_is_an_explicit_registered_function(name):
+    import inspect
+
+    import msvssm.models.msvssm as zoo
+    from msvssm.models.registry import get_factory
+
+    factory = get_factory(name)
+    assert factory is getattr(zoo, name) and factory.__qualname__ == name  # a def you can jump to
+    assert inspect.signature(factory).parameters["num_classes"].default == 4
+
+
+def test_reset_and_get_classifier():
+    model = build_model("msvssm_nano")
+    assert model.get_classifier() is model.head and model.head.out_features == 4
+    model.reset_classifier(7)
+    assert model.get_classifier().out_features == 7 and model.num_classes == 7
+    assert model(torch.randn(1, 3, 32, 32)).shape == (1, 7)
+    model.reset_classifier(0)
+    assert isinstance(model.get_classifier(), torch.nn.Identity)
+    assert model(torch.randn(1, 3, 32, 32)).shape == (1, model.num_features)
+
+
+@pytest.mark.parametrize("hw", [(64, 64), (50, 70)])
+def test_forward_intermediates_per_stage_resolution_and_forward_unchanged(hw):
+    torch.manual_seed(0)
+    model = build_model("msvssm_nano", drop_path_rate=0.0).eval()
+    x = torch.randn(2, 3, *hw)
+    with torch.no_grad():
+        outs = model.forward_intermediates(x)
+        down = lambda s, i: -(-s // (4 * 2**i))  # noqa: E731  ceil(s / 4 / 2^i)
+        assert [o.shape for o in outs] == [(2, down(hw[0], i), down(hw[1], i), model.dims[i]) for i in range(4)]
+        # the forward as it was: stem, every stage as one Sequential (dspp, blocks, downsample), norm, head
+        y = model.stem(x)
+        for stage in model.stages:
+            y = stage(y)
+        old = model.head(model.norm(y).mean(dim=(1, 2)))
+        assert torch.equal(model(x), old)
+        assert torch.equal(outs[-1], y)

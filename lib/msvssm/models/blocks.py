@@ -52,12 +52,9 @@ class VSSBlock(nn.Module):
 class ConvAct(nn.Sequential):
     """Conv2d followed by GELU (channels first)."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int = 1, dilation: int = 1, act: bool = True):
+    def __init__(self, c_in: int, c_out: int, kernel: int = 1, dilation: int = 1):
         pad = dilation * (kernel // 2)
-        layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, kernel, padding=pad, dilation=dilation)]
-        if act:
-            layers.append(nn.GELU())
-        super().__init__(*layers)
+        super().__init__(nn.Conv2d(c_in, c_out, kernel, padding=pad, dilation=dilation), nn.GELU())
 
 
 class DSPP(nn.Module):
@@ -103,14 +100,23 @@ class DSPP(nn.Module):
         self.align = nn.ModuleList(ConvAct(mid, mid, 1) for _ in range(1 + len(pool_sizes)))
         self.fuse = nn.Conv2d(mid * (1 + len(pool_sizes)), dim, 1)
 
+    def branches(self, x0: Tensor) -> list[Tensor]:
+        """The four aligned branches on the reduced map x0 (b, m, h, w): 4 x (b, m, h, w).
+
+        The global branch runs both its 1x1 convs on the pooled 1x1 map and only
+        then broadcasts: the same numbers as convolving the broadcast map, at
+        1/(h*w) of the cost (and the FLOP count says so).
+        """
+        pooled = x0.mean(dim=(2, 3), keepdim=True)  # (b, m, 1, 1)
+        g = self.align[0](self.global_branch(pooled)).expand_as(x0)  # (b, m, h, w)
+        local = [align(conv(pool(x0))) for pool, conv, align in zip(self.pools, self.dilated, self.align[1:])]
+        return [g] + local  # 4 x (b, m, h, w)
+
     def forward(self, x: Tensor) -> Tensor:
         """x: (b, h, w, c) channels-last -> (b, h, w, c)."""
         inp = x.permute(0, 3, 1, 2)  # (b, c, h, w)
         x0 = self.reduce(inp)  # (b, m, h, w)
-        g = self.global_branch(x0.mean(dim=(2, 3), keepdim=True)).expand_as(x0)  # (b, m, h, w)
-        branches = [g] + [conv(pool(x0)) for pool, conv in zip(self.pools, self.dilated)]  # 4 x (b, m, h, w)
-        aligned = [align(t) for align, t in zip(self.align, branches)]  # 4 x (b, m, h, w)
-        out = self.fuse(torch.cat(aligned, dim=1))  # (b, c, h, w)
+        out = self.fuse(torch.cat(self.branches(x0), dim=1))  # (b, c, h, w)
         if self.residual:
             out = out + inp
         return out.permute(0, 2, 3, 1)  # (b, h, w, c)

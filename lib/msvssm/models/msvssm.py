@@ -14,7 +14,7 @@ Off, each becomes ``nn.Identity``, so the ablation rows VSSM, +SE,
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn as nn
@@ -127,20 +127,62 @@ class MSVSSM(nn.Module):
             if hasattr(module, "scan_backend"):
                 module.scan_backend = backend
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        """x: (b, in_chans, H, W) -> final normalised feature map (b, H/32, W/32, num_features)."""
+    def no_weight_decay(self) -> set[str]:
+        """Names of the parameters AdamW must not decay (timm's convention, read by ``create_optimizer_v2``).
+
+        ``A_logs`` (2-D) and ``Ds`` parametrise the SSM's decay and skip (Mamba keeps them
+        out of weight decay), Layer Scale's ``gamma`` is a per-channel gain initialised at
+        1e-5 (decay would pull it back to 0), every bias (``dt_projs_bias`` and the SE
+        biases are 2-D) and every norm's weight. timm's own rule (``ndim <= 1`` or a name
+        ending in ``.bias``) misses the 2-D ones, hence the explicit set.
+        """
+        norms = {name for name, m in self.named_modules() if isinstance(m, nn.LayerNorm)}
+        return {
+            name
+            for name, p in self.named_parameters()
+            if p.ndim <= 1
+            or name.endswith("bias")
+            or name.rsplit(".", 1)[-1] in ("A_logs", "Ds", "gamma")
+            or name.rsplit(".", 1)[0] in norms
+        }
+
+    def get_classifier(self) -> nn.Module:
+        """The classification head (``nn.Identity`` when ``num_classes == 0``)."""
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A fresh head for ``num_classes`` outputs (0: ``nn.Identity``), timm's API; pooling stays average."""
+        if global_pool not in (None, "avg"):
+            raise ValueError(f"only average pooling is supported, got global_pool={global_pool!r}")
+        self.num_classes = num_classes
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.head.apply(self._init_weights)
+
+    def forward_intermediates(self, x: Tensor) -> list[Tensor]:
+        """x: (b, in_chans, H, W) -> the 4 stage outputs, channels-last, each at its stage's resolution.
+
+        Stage i's output is (b, ceil(H / 4 / 2^i), ceil(W / 4 / 2^i), dims[i]): taken after
+        its VSS blocks and before the downsample that ends stages 1-3 (VMamba's layout).
+        """
         if x.dim() != 4 or x.shape[1] != self.in_chans:
             raise ValueError(
                 f"expected images shaped (batch, {self.in_chans}, height, width), got {tuple(x.shape)}"
                 + (" (channels last? use x.permute(0, 3, 1, 2))" if x.dim() == 4 and x.shape[-1] == self.in_chans else "")
             )
-        x = self.stem(x)  # (b, H/4, W/4, c)
+        x = self.stem(x)  # (b, H/4, W/4, dims[0])
+        outs = []
         for stage in self.stages:
-            x = stage(x)  # (b, h_i, w_i, c_i)
-        return self.norm(x)  # (b, H/32, W/32, num_features)
+            x = stage.blocks(stage.dspp(x))  # (b, H/4/2^i, W/4/2^i, dims[i])
+            outs.append(x)
+            x = stage.downsample(x)  # (b, H/4/2^(i+1), W/4/2^(i+1), dims[i+1]); identity after stage 4
+        return outs
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """x: (b, in_chans, H, W) -> final normalised feature map (b, H/32, W/32, num_features)."""
+        return self.norm(self.forward_intermediates(x)[-1])  # stage 4 has no downsample
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        """(b, h, w, num_features) -> logits (b, num_classes) (or pooled features)."""
+        """(b, height, width, num_features) -> logits (b, num_classes) (or pooled features)."""
         x = x.mean(dim=(1, 2))  # (b, num_features)  global average pool
         return x if pre_logits else self.head(x)  # (b, num_classes)
 
@@ -152,25 +194,65 @@ class MSVSSM(nn.Module):
 # ---------------------------------------------------------------------------
 # Model zoo. Sizes tiny/small/base follow VMamba v2's published configs
 # (VMamba-T s1l8, S s2l15, B s2l15, all d_state 1, mlp_ratio 4); nano is a
-# CPU teaching size.
+# CPU teaching size. One explicit factory per size and family, so each name
+# can be jumped to; ``overrides`` win over the size and the family's flags.
 SIZES: dict[str, dict] = {
     "nano": dict(dims=32, depths=(1, 1, 3, 1), ssm_ratio=1.0, drop_path_rate=0.05),
     "tiny": dict(dims=96, depths=(2, 2, 8, 2), ssm_ratio=1.0, drop_path_rate=0.2),
     "small": dict(dims=96, depths=(2, 2, 15, 2), ssm_ratio=2.0, drop_path_rate=0.3),
     "base": dict(dims=128, depths=(2, 2, 15, 2), ssm_ratio=2.0, drop_path_rate=0.6),
 }
+_PLAIN = ABLATION_FLAGS["VSSM"]
+_FULL = ABLATION_FLAGS["VSSM+SE+LayerScale+DSPP"]
 
 
-
-def _factory(name: str, size: str, flags: dict[str, bool]) -> Callable[..., MSVSSM]:
-    def factory(num_classes: int = 4, **overrides) -> MSVSSM:
-        return MSVSSM(num_classes=num_classes, **{**SIZES[size], **flags, **overrides})
-
-    factory.__name__ = name
-    factory.__doc__ = f"{name}: {SIZES[size]} with {flags}."
-    return factory
+def _build(size: str, flags: dict[str, bool], num_classes: int, overrides: dict) -> MSVSSM:
+    return MSVSSM(num_classes=num_classes, **{**SIZES[size], **flags, **overrides})
 
 
-for _size in SIZES:
-    register_model(_factory(f"vssm_{_size}", _size, ABLATION_FLAGS["VSSM"]))
-    register_model(_factory(f"msvssm_{_size}", _size, ABLATION_FLAGS["VSSM+SE+LayerScale+DSPP"]))
+@register_model
+def vssm_nano(num_classes: int = 4, **overrides) -> MSVSSM:
+    """VSSM baseline, CPU teaching size: dims 32, depths 1-1-3-1, ssm_ratio 1 (1.94M params at 1000 classes)."""
+    return _build("nano", _PLAIN, num_classes, overrides)
+
+
+@register_model
+def vssm_tiny(num_classes: int = 4, **overrides) -> MSVSSM:
+    """VSSM baseline = VMamba-T s1l8: dims 96, depths 2-2-8-2, ssm_ratio 1 (30.25M params at 1000 classes)."""
+    return _build("tiny", _PLAIN, num_classes, overrides)
+
+
+@register_model
+def vssm_small(num_classes: int = 4, **overrides) -> MSVSSM:
+    """VSSM baseline = VMamba-S: dims 96, depths 2-2-15-2, ssm_ratio 2 (50.15M params at 1000 classes)."""
+    return _build("small", _PLAIN, num_classes, overrides)
+
+
+@register_model
+def vssm_base(num_classes: int = 4, **overrides) -> MSVSSM:
+    """VSSM baseline = VMamba-B: dims 128, depths 2-2-15-2, ssm_ratio 2 (88.56M params at 1000 classes)."""
+    return _build("base", _PLAIN, num_classes, overrides)
+
+
+@register_model
+def msvssm_nano(num_classes: int = 4, **overrides) -> MSVSSM:
+    """MS-VSSM (SE-SS2D, Layer Scale, DSPP) on ``vssm_nano`` (2.29M params at 1000 classes)."""
+    return _build("nano", _FULL, num_classes, overrides)
+
+
+@register_model
+def msvssm_tiny(num_classes: int = 4, **overrides) -> MSVSSM:
+    """MS-VSSM (SE-SS2D, Layer Scale, DSPP) on ``vssm_tiny`` (34.05M params at 1000 classes)."""
+    return _build("tiny", _FULL, num_classes, overrides)
+
+
+@register_model
+def msvssm_small(num_classes: int = 4, **overrides) -> MSVSSM:
+    """MS-VSSM (SE-SS2D, Layer Scale, DSPP) on ``vssm_small`` (59.75M params at 1000 classes)."""
+    return _build("small", _FULL, num_classes, overrides)
+
+
+@register_model
+def msvssm_base(num_classes: int = 4, **overrides) -> MSVSSM:
+    """MS-VSSM (SE-SS2D, Layer Scale, DSPP) on ``vssm_base`` (105.59M params at 1000 classes)."""
+    return _build("base", _FULL, num_classes, overrides)

@@ -153,34 +153,47 @@ class SS2D(nn.Module):
         self.out_proj = nn.Linear(d_inner, dim, bias=False)
 
     def scan(self, x: Tensor) -> Tensor:
-        """The S6 core on a (b, d, h, w) map: returns each direction's output (b, K, d, h, w)."""
-        b, d, h, w = x.shape
+        """The S6 core on a (b, d_inner, h, w) map: each direction's output, (b, K, d_inner, h, w), float32.
+
+        x_proj and dt_proj run in the autocast dtype, if any; the scan itself runs
+        with autocast off, on float32 inputs, and its float32 output is returned
+        as is (VMamba v05's "oflex" scan), for the merge and ``out_norm``.
+        """
+        b, d_inner, h, w = x.shape
         K, N, R, l = self.K, self.d_state, self.dt_rank, h * w
-        xs = cross_scan(x)  # (b, K, d, l)
+        xs = cross_scan(x)  # (b, K, d_inner, l)
         x_dbl = torch.einsum("bkdl,kcd->bkcl", xs, self.x_proj_weight)  # (b, K, R+2N, l)
-        dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)  # (b,K,R,l) (b,K,N,l) (b,K,N,l)
-        dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight)  # (b, K, d, l)
-        As = -torch.exp(self.A_logs.float())  # (K*d, N)
-        ys = selective_scan(
-            xs.reshape(b, K * d, l),  # u      (b, K*d, l)
-            dts.reshape(b, K * d, l),  # delta (b, K*d, l)
-            As,
-            Bs.contiguous(),  # (b, K, N, l): groups = directions
-            Cs.contiguous(),
-            self.Ds.float(),
-            delta_bias=self.dt_projs_bias.reshape(-1).float(),
-            delta_softplus=True,
-            backend=self.scan_backend,
-        )  # (b, K*d, l)
-        return cross_unscan(ys.reshape(b, K, d, l), h, w)  # (b, K, d, h, w)
+        dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)  # (b, K, R, l) (b, K, N, l) (b, K, N, l)
+        dts = torch.einsum("bkrl,kdr->bkdl", dts, self.dt_projs_weight)  # (b, K, d_inner, l)
+        with torch.autocast(x.device.type, enabled=False):
+            ys = selective_scan(
+                xs.reshape(b, K * d_inner, l).float(),  # u  (b, d, l), d = K * d_inner
+                dts.reshape(b, K * d_inner, l).float(),  # Δ before bias and softplus  (b, d, l)
+                -torch.exp(self.A_logs.float()),  # A  (d, N)
+                Bs.float().contiguous(),  # B  (b, K, N, l): groups = directions
+                Cs.float().contiguous(),  # C  (b, K, N, l)
+                self.Ds.float(),  # D  (d,)
+                delta_bias=self.dt_projs_bias.reshape(-1).float(),  # (d,)
+                delta_softplus=True,
+                backend=self.scan_backend,
+            )  # (b, d, l) float32
+        return cross_unscan(ys.reshape(b, K, d_inner, l), h, w)  # (b, K, d_inner, h, w)
+
+    @staticmethod
+    def merge(y: Tensor) -> Tensor:
+        """Cross-merge on the grid: sum the K directions, (b, K, d_inner, h, w) -> (b, d_inner, h, w)."""
+        return y.sum(dim=1)  # (b, d_inner, h, w)
 
     def forward(self, x: Tensor) -> Tensor:
-        """x: (b, h, w, c) channels-last -> (b, h, w, c)."""
-        x = self.in_proj(x)  # (b, h, w, d)
-        x = self.act(self.conv2d(x.permute(0, 3, 1, 2)))  # (b, d, h, w)
-        y = self.scan(x)  # (b, K, d, h, w)
-        y = self.path_se(y)  # (b, K, d, h, w)  SE per direction (or identity)
-        y = y.sum(dim=1)  # (b, d, h, w)  cross-merge
-        y = self.out_norm(y.permute(0, 2, 3, 1))  # (b, h, w, d)
-        y = self.layer_scale(y)  # (b, h, w, d)  Λ (or identity)
-        return self.out_proj(y)  # (b, h, w, c)
+        """x: (b, h, w, channels) channels-last -> (b, h, w, channels)."""
+        x = self.in_proj(x)  # (b, h, w, d_inner)
+        x = self.act(self.conv2d(x.permute(0, 3, 1, 2)))  # (b, d_inner, h, w)
+        y = self.scan(x)  # (b, K, d_inner, h, w)  float32
+        # Parameters' dtype: float32 under AMP; a model cast with .to(bfloat16) runs this part in bfloat16.
+        y = y.to(self.out_norm.weight.dtype)
+        with torch.autocast(x.device.type, enabled=False):
+            y = self.path_se(y)  # (b, K, d_inner, h, w)  SE per direction (or identity)
+            y = self.merge(y)  # (b, d_inner, h, w)
+            y = self.out_norm(y.permute(0, 2, 3, 1))  # (b, h, w, d_inner)
+            y = self.layer_scale(y)  # (b, h, w, d_inner)  Λ (or identity)
+        return self.out_proj(y)  # (b, h, w, channels)  autocast dtype, if any
