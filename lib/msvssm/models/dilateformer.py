@@ -26,9 +26,10 @@ original's behaviour: a zero key gives logit 0). The groups' outputs are concate
 along channels (built out of place: the original writes them into a view autograd still
 needs, which fails backward on current torch) and projected by a Linear.
 
-Differences from the original code, all deliberate: any input whose sides are divisible
-by 32 works (no fixed-size assert in the patch embed); attention is written with
-explicit ``matmul`` so fvcore counts it.
+Differences from the original code, all deliberate: any input size works (no fixed-size
+assert in the patch embed; sides divisible by 32 give exact /4.../32 maps, others round
+up at each stride-2 conv, e.g. 112 -> 28, 14, 7, 4); attention is written with explicit
+``matmul`` so fvcore counts it.
 
 Published (ImageNet-1k, 224): tiny 17.2M params / 3.2 GFLOPs, small 24.1M / 4.8G,
 base 47.4M / 10.0G. ``dilateformer_nano`` is a CPU teaching size (~2M parameters).
@@ -280,11 +281,9 @@ class DilateFormer(nn.Module):
         return {"norm", "cpe"}
 
     def forward_features(self, x: Tensor) -> Tensor:
-        """x: (b, in_chans, H, W), H and W divisible by 32 -> (b, H/32, W/32, num_features), normalised."""
+        """x: (b, in_chans, H, W) -> (b, ~H/32, ~W/32, num_features), normalised (each stride-2 conv rounds up)."""
         if x.dim() != 4 or x.shape[1] != self.in_chans:
             raise ValueError(f"expected images shaped (batch, {self.in_chans}, height, width), got {tuple(x.shape)}")
-        if x.shape[-2] % 32 or x.shape[-1] % 32:
-            raise ValueError(f"DilateFormer needs height and width divisible by 32, got {tuple(x.shape[-2:])}")
         x = self.patch_embed(x)  # (b, c, H/4, W/4)
         for stage in self.stages:
             x = stage(x)  # (b, c_i, h_i, w_i)
