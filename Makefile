@@ -14,7 +14,7 @@ BUILD    ?= build
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 PYTEST_WORKERS ?= 2
 
-.PHONY: venv test test-unit test-notebooks reproduce bench bench-scan bench-model bench-data bench-difficulty lock clean
+.PHONY: venv test test-unit test-notebooks reproduce bench bench-scan bench-model bench-models bench-data bench-difficulty lock clean
 
 $(STAMP): requirements.txt requirements-lock.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ bench-scan: $(VENV)/.bench
 
 bench-model: $(STAMP)
 	$(BIN)/python benchmarks/bench_model.py
+
+## Cost table of every model compared (VSSM, MS-VSSM, RepViT, DilateFormer): params, FLOPs, throughput.
+bench-models: $(STAMP)
+	$(BIN)/python benchmarks/bench_models.py --out $(BUILD)/bench/models
 
 bench-data: $(STAMP)
 	$(BIN)/python benchmarks/bench_data.py
