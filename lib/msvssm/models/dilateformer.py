@@ -41,7 +41,8 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from timm.layers import DropPath, trunc_normal_
+from timm.layers import DropPath
+from timm.models.vision_transformer import init_weights_vit_timm
 from torch import Tensor
 
 from .registry import register_model
@@ -264,17 +265,7 @@ class DilateFormer(nn.Module):
             self.stages.append(stage)
         self.norm = nn.LayerNorm(self.num_features, eps=1e-6)
         self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+        self.apply(init_weights_vit_timm)  # Linear: trunc_normal(0.02), bias 0; others their default
 
     @torch.jit.ignore
     def no_weight_decay_keywords(self) -> set[str]:

@@ -42,10 +42,11 @@ import torch.nn as nn
 
 log = logging.getLogger(__name__)
 
-# VMamba (official code, v05_noz layout) -> this library's MSVSSM, by regular expression.
+# VMamba (official code, v05_noz layout) <-> this library's MSVSSM, one row per name pattern.
 # VMamba's stem is nn.Sequential(conv, permute, LN, permute, GELU, conv, permute, LN):
 # indices 0, 2, 5, 7 hold parameters; its downsample is (permute, conv, permute, LN): 1, 3.
 # A block's names below ``layers.i.blocks.j`` are the same in both (norm, op.*, norm2, mlp.*).
+# Placeholders: {i} stage, {j} block, {w} weight|bias, {p} one of the block's parameters.
 _BLOCK_PARAMS = (
     r"norm\.(?:weight|bias)",
     r"norm2\.(?:weight|bias)",
@@ -60,37 +61,36 @@ _BLOCK_PARAMS = (
     r"op\.out_norm\.(?:weight|bias)",
     r"op\.out_proj\.weight",
 )
-VMAMBA_NAME_MAP: tuple[tuple[str, str], ...] = (
-    (r"^patch_embed\.0\.(weight|bias)$", r"stem.conv1.\1"),
-    (r"^patch_embed\.2\.(weight|bias)$", r"stem.norm1.\1"),
-    (r"^patch_embed\.5\.(weight|bias)$", r"stem.conv2.\1"),
-    (r"^patch_embed\.7\.(weight|bias)$", r"stem.norm2.\1"),
-    (r"^layers\.(\d+)\.blocks\.(\d+)\.(" + "|".join(_BLOCK_PARAMS) + r")$", r"stages.\1.blocks.\2.\3"),
-    (r"^layers\.(\d+)\.downsample\.1\.(weight|bias)$", r"stages.\1.downsample.conv.\2"),
-    (r"^layers\.(\d+)\.downsample\.3\.(weight|bias)$", r"stages.\1.downsample.norm.\2"),
-    (r"^classifier\.norm\.(weight|bias)$", r"norm.\1"),
-    (r"^classifier\.head\.(weight|bias)$", r"head.\1"),
+VMAMBA_NAME_MAP: tuple[tuple[str, str], ...] = (  # (VMamba's name, ours)
+    ("patch_embed.0.{w}", "stem.conv1.{w}"),
+    ("patch_embed.2.{w}", "stem.norm1.{w}"),
+    ("patch_embed.5.{w}", "stem.conv2.{w}"),
+    ("patch_embed.7.{w}", "stem.norm2.{w}"),
+    ("layers.{i}.blocks.{j}.{p}", "stages.{i}.blocks.{j}.{p}"),
+    ("layers.{i}.downsample.1.{w}", "stages.{i}.downsample.conv.{w}"),
+    ("layers.{i}.downsample.3.{w}", "stages.{i}.downsample.norm.{w}"),
+    ("classifier.norm.{w}", "norm.{w}"),
+    ("classifier.head.{w}", "head.{w}"),
 )
-# The inverse (ours -> VMamba's), for writing a VMamba-layout file and for tests.
-_INVERSE_MAP: tuple[tuple[str, str], ...] = (
-    (r"^stem\.conv1\.(weight|bias)$", r"patch_embed.0.\1"),
-    (r"^stem\.norm1\.(weight|bias)$", r"patch_embed.2.\1"),
-    (r"^stem\.conv2\.(weight|bias)$", r"patch_embed.5.\1"),
-    (r"^stem\.norm2\.(weight|bias)$", r"patch_embed.7.\1"),
-    (r"^stages\.(\d+)\.blocks\.(\d+)\.(" + "|".join(_BLOCK_PARAMS) + r")$", r"layers.\1.blocks.\2.\3"),
-    (r"^stages\.(\d+)\.downsample\.conv\.(weight|bias)$", r"layers.\1.downsample.1.\2"),
-    (r"^stages\.(\d+)\.downsample\.norm\.(weight|bias)$", r"layers.\1.downsample.3.\2"),
-    (r"^norm\.(weight|bias)$", r"classifier.norm.\1"),
-    (r"^head\.(weight|bias)$", r"classifier.head.\1"),
-)
-_COMPILED = [(re.compile(p), r) for p, r in VMAMBA_NAME_MAP]
-_COMPILED_INVERSE = [(re.compile(p), r) for p, r in _INVERSE_MAP]
+_PLACEHOLDERS = {"i": r"\d+", "j": r"\d+", "w": r"weight|bias", "p": "|".join(_BLOCK_PARAMS)}
+
+
+def _compile(template: str) -> re.Pattern:
+    r"""'layers.{i}.downsample.1.{w}' -> ^layers\.(?P<i>\d+)\.downsample\.1\.(?P<w>weight|bias)$"""
+    parts = re.split(r"\{(\w)\}", template)  # literal, name, literal, name, ...
+    regex = "".join(re.escape(t) if k % 2 == 0 else f"(?P<{t}>{_PLACEHOLDERS[t]})" for k, t in enumerate(parts))
+    return re.compile(f"^{regex}$")
+
+
+_COMPILED = [(_compile(theirs), ours) for theirs, ours in VMAMBA_NAME_MAP]
+_COMPILED_INVERSE = [(_compile(ours), theirs) for theirs, ours in VMAMBA_NAME_MAP]
 
 
 def _rename(name: str, table) -> str | None:
-    for pattern, repl in table:
-        if pattern.match(name):
-            return pattern.sub(repl, name)
+    for pattern, template in table:
+        found = pattern.match(name)
+        if found:
+            return template.format(**found.groupdict())
     return None
 
 
