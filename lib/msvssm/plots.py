@@ -80,26 +80,46 @@ def plot_detection(frame_bgr: np.ndarray, face_box: Sequence[float], crop_box: S
 
 
 def plot_split_sizes(split_tables: dict[str, pd.DataFrame]) -> plt.Figure:
-    """Stacked bars: frames per part (train/val/test) for each split protocol."""
+    """Stacked bars: frames per part (train/val/test) for each split protocol, counts on the bars."""
+    parts = ["train", "val", "test"]
     counts = pd.DataFrame(
-        {name: df["split"].value_counts().reindex(["train", "val", "test"], fill_value=0) for name, df in split_tables.items()}
+        {name: df["split"].value_counts().reindex(parts, fill_value=0) for name, df in split_tables.items()}
     ).T
-    fig, ax = plt.subplots(figsize=(5, 3))
-    counts.plot.barh(stacked=True, ax=ax, color=["tab:blue", "tab:orange", "tab:green"])
-    ax.set_xlabel("frames")
-    ax.set_title("Split protocols")
+    fig, ax = plt.subplots(figsize=(6, 0.6 * len(counts) + 1.4))
+    left = np.zeros(len(counts))
+    for part, color in zip(parts, ["tab:blue", "tab:orange", "tab:green"]):
+        values = counts[part].to_numpy()
+        bars = ax.barh(list(counts.index), values, left=left, color=color, label=part)
+        ax.bar_label(bars, labels=[str(int(v)) if v else "" for v in values], label_type="center", fontsize=8,
+                     color="white")
+        left += values
+    ax.set_xlabel("face crops (frames)")
+    ax.set_ylabel("split protocol")
+    ax.invert_yaxis()
+    ax.legend(title="part", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    ax.set_title("Split protocols: frames per part")
     return fig
 
 
-def plot_impulse_response(responses: dict[str, np.ndarray], title: str = "") -> plt.Figure:
-    """Lines y_t of a scan fed a single impulse at t = 0, one line per setting."""
-    fig, ax = plt.subplots(figsize=(6, 3))
-    for label, y in responses.items():
-        ax.plot(np.arange(len(y)), y, label=label, marker=".", ms=3)
-    ax.set_xlabel("time step t")
-    ax.set_ylabel("output y_t")
-    ax.set_title(title or "Selective scan: impulse response")
-    ax.legend(fontsize=8)
+def plot_impulse_response(responses: dict[str, np.ndarray], title: str = "", raw: dict[str, np.ndarray] | None = None) -> plt.Figure:
+    """Impulse responses of a scan fed a single 1 at t = 0, one line per setting.
+
+    ``responses`` are normalised, y_t / y_0 (the share of the impulse still remembered);
+    ``raw``, if given, are the unnormalised y_t, drawn in a second panel on the left.
+    """
+    panels = ([("output y_t (unnormalised)", raw, "unnormalised: Δ also scales the input in")] if raw else []) + [
+        ("y_t / y_0 (share remembered)", responses, "normalised: the decay alone")
+    ]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 3.2), squeeze=False)
+    for ax, (ylabel, lines, subtitle) in zip(axes[0], panels):
+        for label, y in lines.items():
+            ax.plot(np.arange(len(y)), y, label=label, marker=".", ms=3)
+        ax.set_xlabel("time step t (steps after the impulse)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(subtitle, fontsize=9)
+        ax.legend(fontsize=8)
+    fig.suptitle(title or "Selective scan: impulse response")
+    fig.tight_layout()
     return fig
 
 
@@ -161,4 +181,233 @@ def plot_training_curves(history: pd.DataFrame, title: str = "") -> plt.Figure:
     ax_acc.legend(fontsize=8)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- concept notebooks 00-06
+
+
+def model_overview_rows(model, image_size: int) -> dict[str, list[tuple[str, str]]]:
+    """Boxes (title, detail) for three rows of the paper's Fig. 1, read from a built ``MSVSSM``'s module tree.
+
+    Rows: the whole network (stem, each stage with its DSPP and block count, head), one VSS
+    block, and the (SE-)SS2D inside it, each box with its output shape (height x width x channels).
+    """
+    import math
+
+    import torch.nn as nn
+
+    side = math.ceil(math.ceil(image_size / 2) / 2)
+    net = [("input", f"{image_size}x{image_size}x{model.in_chans}"), ("stem", f"2 convs s2\n{side}x{side}x{model.dims[0]}")]
+    for i, stage in enumerate(model.stages):
+        if i > 0:
+            side = math.ceil(side / 2)
+        parts = ([] if isinstance(stage.dspp, nn.Identity) else ["DSPP"]) + [f"{len(stage.blocks)} x VSS block"]
+        prefix = "" if i == 0 else "down s2 ->\n"
+        net.append((f"stage {i + 1}", prefix + " +\n".join(parts) + f"\n{side}x{side}x{model.dims[i]}"))
+    net.append(("head", f"LN, GAP, linear\n{model.num_classes} classes"))
+
+    block = model.stages[0].blocks[0]
+    ss2d = block.op
+    d, c = ss2d.d_inner, ss2d.dim
+    vss = [("LayerNorm", f"{c}"), (type(ss2d).__name__ + (" + SE" if not isinstance(ss2d.path_se, nn.Identity) else ""), f"{c} -> {c}"),
+           ("+ residual", "x + branch")]
+    if block.mlp is not None:
+        vss += [("LayerNorm", f"{c}"), ("MLP", f"{c} -> {block.mlp.fc1.out_features} -> {c}"), ("+ residual", "x + branch")]
+
+    inner: list[tuple[str, str]] = []
+    for name, module in ss2d.named_children():
+        if isinstance(module, nn.Identity):
+            continue
+        label = {"in_proj": f"{c} -> {d}", "conv2d": "depthwise 3x3", "act": "SiLU", "path_se": "SE per path",
+                 "out_norm": f"LayerNorm {d}", "layer_scale": f"Λ init {getattr(module, 'init_value', '')}",
+                 "out_proj": f"{d} -> {c}"}.get(name, type(module).__name__)
+        inner.append((name, label))
+        if name == "act":
+            inner.append(("cross-scan", f"4 paths, L = h·w"))
+            inner.append(("S6 x 4", f"d_state {ss2d.d_state}"))
+            inner.append(("unscan", "4 maps on the grid"))
+    at = [n for n, _ in inner].index("out_norm")
+    inner.insert(at, ("merge", "sum of 4 paths"))
+    return {f"{type(model).__name__}": net, "VSS block (stage 1)": vss, "SS2D inside it": inner}
+
+
+def plot_block_diagram(rows: dict[str, list[tuple[str, str]]], title: str = "") -> plt.Figure:
+    """One row of boxes joined by arrows per entry of ``rows`` (title -> [(box title, detail), ...])."""
+    width = max(len(r) for r in rows.values())
+    fig, axes = plt.subplots(len(rows), 1, figsize=(1.55 * width + 0.5, 1.45 * len(rows)), squeeze=False)
+    palette = {"DSPP": "#f4a261", "SE": "#e76f51", "Λ": "#2a9d8f", "S6": "#457b9d", "stage": "#a8dadc"}
+    for ax, (row_title, boxes) in zip(axes[:, 0], rows.items()):
+        ax.set_xlim(-0.1, width)
+        ax.set_ylim(0, 1)
+        ax.axis("off")
+        ax.set_title(row_title, loc="left", fontsize=10, fontweight="bold")
+        for i, (name, detail) in enumerate(boxes):
+            text = f"{name}\n{detail}"
+            color = next((col for key, col in palette.items() if key in text), "#e9ecef")
+            ax.add_patch(plt.Rectangle((i + 0.05, 0.08), 0.8, 0.84, facecolor=color, edgecolor="black", lw=0.8))
+            ax.text(i + 0.45, 0.5, text, ha="center", va="center", fontsize=7)
+            if i + 1 < len(boxes):
+                ax.annotate("", xy=(i + 1.05, 0.5), xytext=(i + 0.85, 0.5), arrowprops=dict(arrowstyle="->", lw=1))
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def plot_protocol_scores(table: pd.DataFrame, title: str = "") -> plt.Figure:
+    """Grouped bars of test ``accuracy`` and ``weighted_f1`` (index: split protocols), values on the bars;
+    a dashed tick per protocol at ``majority`` (always the most frequent training class), if present."""
+    metrics = [m for m in ("accuracy", "weighted_f1") if m in table]
+    x = np.arange(len(table))
+    width = 0.8 / len(metrics)
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    for j, metric in enumerate(metrics):
+        bars = ax.bar(x + (j - (len(metrics) - 1) / 2) * width, 100 * table[metric], width, label=metric.replace("_", " "))
+        ax.bar_label(bars, fmt="%.0f", fontsize=8)
+    if "majority" in table:
+        for i, v in enumerate(table["majority"]):
+            ax.hlines(100 * v, i - 0.45, i + 0.45, colors="black", linestyles="--", lw=1,
+                      label="majority class (accuracy)" if i == 0 else None)
+    ax.set_xticks(x, list(table.index))
+    ax.set_xlabel("split protocol")
+    ax.set_ylabel("test score (%)")
+    ax.set_ylim(0, 105)
+    ax.legend(fontsize=8, loc="upper right")
+    ax.set_title(title or "The same classifier under three split protocols", fontsize=10)
+    return fig
+
+
+def plot_participant_split_map(split_tables: dict[str, pd.DataFrame]) -> plt.Figure:
+    """Participants (columns) x protocols (rows): where each participant's frames go.
+
+    Colour: the share of the participant's frames in the test part; the text says the
+    side when all frames are on one side, else "mix".
+    """
+    people = sorted({str(p) for df in split_tables.values() for p in df["participant"]}, key=lambda s: (len(s), s))
+    share = np.zeros((len(split_tables), len(people)))
+    text = np.empty(share.shape, dtype=object)
+    for r, df in enumerate(split_tables.values()):
+        for c, person in enumerate(people):
+            sides = df.loc[df["participant"].astype(str) == person, "split"]
+            share[r, c] = (sides == "test").mean() if len(sides) else np.nan
+            uniq = sides.unique()
+            text[r, c] = uniq[0] if len(uniq) == 1 else "mix"
+    fig, ax = plt.subplots(figsize=(0.62 * len(people) + 2.2, 0.55 * len(split_tables) + 1.4))
+    im = ax.imshow(share, cmap="Greens", vmin=0, vmax=1, aspect="auto")
+    for r in range(share.shape[0]):
+        for c in range(share.shape[1]):
+            ax.text(c, r, text[r, c], ha="center", va="center", fontsize=7,
+                    color="white" if share[r, c] > 0.6 else "black")
+    ax.set_xticks(range(len(people)), [f"s{int(p):02d}" if p.isdigit() else p for p in people], fontsize=8)
+    ax.set_yticks(range(len(split_tables)), list(split_tables))
+    ax.set_xlabel("participant")
+    ax.set_ylabel("split protocol")
+    fig.colorbar(im, ax=ax, label="share of frames in test")
+    ax.set_title("Where each participant's frames go", fontsize=10)
+    return fig
+
+
+def plot_learning_curves(curves: dict[str, Sequence[float]], chance: float | None = None, title: str = "",
+                         ylabel: str = "accuracy (%)") -> plt.Figure:
+    """One line per model of a score (in %) against training step; ``chance`` as a dashed line; final values labelled."""
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for label, values in curves.items():
+        values = np.asarray(values, dtype=float)
+        steps = np.arange(1, len(values) + 1)
+        (line,) = ax.plot(steps, values, label=label)
+        ax.annotate(f"{values[-1]:.0f}", (steps[-1], values[-1]), textcoords="offset points", xytext=(4, 0),
+                    fontsize=8, color=line.get_color(), va="center")
+    if chance is not None:
+        ax.axhline(chance, color="grey", ls="--", lw=1, label=f"chance ({chance:.0f})")
+    ax.set_xlabel("training step")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    return fig
+
+
+def plot_gradient_map(grad: np.ndarray, title: str = "", mark: tuple[int, int] | None = None) -> plt.Figure:
+    """|d output / d input| per pixel (height x width), log colour scale; ``mark`` (row, col) circled."""
+    from matplotlib.colors import LogNorm
+
+    grad = np.abs(np.asarray(grad, dtype=float))
+    floor = max(grad.max() * 1e-6, 1e-30)
+    fig, ax = plt.subplots(figsize=(4.4, 3.8))
+    im = ax.imshow(np.maximum(grad, floor), cmap="magma", norm=LogNorm(vmin=floor, vmax=max(grad.max(), floor * 10)))
+    if mark is not None:
+        ax.scatter([mark[1]], [mark[0]], s=80, facecolors="none", edgecolors="cyan", lw=1.5, label="output pixel")
+        ax.legend(fontsize=7, loc="upper right")
+    ax.set_xlabel("input column (pixel)")
+    ax.set_ylabel("input row (pixel)")
+    fig.colorbar(im, ax=ax, label="|gradient| (log scale)")
+    ax.set_title(title or "Which input pixels reach the output pixel", fontsize=9)
+    return fig
+
+
+def plot_path_gates(gates: np.ndarray, path_names: Sequence[str], title: str = "") -> plt.Figure:
+    """Distribution of SE gates per scan path: gates (n_images, K, channels) -> one box per path, means labelled."""
+    gates = np.asarray(gates, dtype=float)
+    k = gates.shape[1]
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    data = [gates[:, i].ravel() for i in range(k)]
+    ax.boxplot(data, showfliers=False)
+    ax.set_xticks(range(1, k + 1), list(path_names), fontsize=8)
+    for i, values in enumerate(data):
+        ax.text(i + 1, np.max(values), f"mean {values.mean():.3f}", ha="center", va="bottom", fontsize=8)
+    ax.set_xlabel("scan path")
+    ax.set_ylabel("SE gate (sigmoid, 0-1)")
+    ax.set_title(title or "SE-SS2D gates per path", fontsize=10)
+    return fig
+
+
+def plot_depth_scale(table: pd.DataFrame, title: str = "") -> plt.Figure:
+    """Two panels against depth: activation std and input-gradient norm, one line per ``setting`` (log y)."""
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.4))
+    for ax, column, label in zip(axes, ("activation_std", "grad_norm"),
+                                 ("std of the block output", "‖d loss / d input‖")):
+        for setting, part in table.groupby("setting", sort=False):
+            ax.plot(part["depth"], part[column], marker="o", ms=3, label=setting)
+            last = part.iloc[-1]
+            ax.annotate(f"{last[column]:.3g}", (last["depth"], last[column]), textcoords="offset points",
+                        xytext=(4, 0), fontsize=7, va="center")
+        ax.set_yscale("log")
+        ax.set_xlabel("number of VSS blocks stacked")
+        ax.set_ylabel(label)
+        ax.legend(fontsize=7)
+    fig.suptitle(title or "Signal and gradient through a deep stack", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_receptive_fields(maps: dict[str, np.ndarray], title: str = "") -> plt.Figure:
+    """Impulse responses (|output| per pixel) of a few branches side by side, the nonzero extent in each title."""
+    fig, axes = plt.subplots(1, len(maps), figsize=(2.7 * len(maps), 3.0), squeeze=False)
+    for ax, (name, m) in zip(axes[0], maps.items()):
+        m = np.abs(np.asarray(m, dtype=float))
+        rows, cols = np.nonzero(m > m.max() * 1e-9) if m.max() > 0 else (np.array([0]), np.array([0]))
+        ax.imshow(m, cmap="viridis")
+        ax.set_title(f"{name}\nnonzero {rows.ptp() + 1} x {cols.ptp() + 1} px", fontsize=8)
+        ax.set_xlabel("column (pixel)", fontsize=8)
+        ax.set_ylabel("row (pixel)", fontsize=8)
+    fig.suptitle(title or "Impulse response of each branch", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_dspp_coverage(table: pd.DataFrame, receptive_field: int, title: str = "") -> plt.Figure:
+    """Feature-map side per stage (table: index stages, columns input sizes) against the largest branch's field."""
+    fig, ax = plt.subplots(figsize=(6.2, 3.4))
+    x = np.arange(len(table))
+    width = 0.8 / len(table.columns)
+    for j, column in enumerate(table.columns):
+        bars = ax.bar(x + (j - (len(table.columns) - 1) / 2) * width, table[column], width, label=f"{column} px input")
+        ax.bar_label(bars, fontsize=7)
+    ax.axhline(receptive_field, color="black", ls="--", lw=1, label=f"largest local branch: {receptive_field} px")
+    ax.set_xticks(x, list(table.index))
+    ax.set_yscale("log", base=2)
+    ax.set_xlabel("stage")
+    ax.set_ylabel("feature-map side (pixels, log2)")
+    ax.legend(fontsize=7)
+    ax.set_title(title or "What DSPP sees: map side against receptive field", fontsize=10)
     return fig
