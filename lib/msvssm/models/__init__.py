@@ -1,7 +1,7 @@
-"""Models: SS2D / SE-SS2D, VSS blocks, DSPP and the MS-VSSM classifier."""
+"""Models: SS2D / SE-SS2D, VSS blocks, DSPP and the MS-VSSM classifier (symbols: the glossary in ``msvssm.ops``)."""
 from .blocks import DSPP, Mlp, VSSBlock
 from .msvssm import ABLATION_FLAGS, MSVSSM, SIZES
-from .registry import build_model, list_models, register_model
+from .registry import build_model, get_factory, list_models, register_model
 from .ss2d import SS2D, LayerScale, PathSqueezeExcite
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "SS2D",
     "VSSBlock",
     "build_model",
+    "get_factory",
     "list_models",
     "register_model",
 ]

@@ -1,7 +1,16 @@
 """Building blocks around SS2D: the VSS block, the MLP, DSPP, stem and downsampling.
 
-Shapes: the model body is channels-last, (b, h, w, c), as VMamba; convolutions
-permute to (b, c, h, w) and back.
+Symbols: the glossary in :mod:`msvssm.ops`. Shapes: the model body is channels-last,
+(b, height, width, channels), as VMamba; convolutions permute to
+(b, channels, height, width) and back. H, W are the input image's size.
+
+Where this follows VMamba rather than the paper's text: the stem ends at H/4 and
+``Downsample`` closes stages 1-3 (none after stage 4), so stage i's DSPP and
+blocks work at H/4/2^i. The paper's 3.1 says stage 1 "does not perform
+downsampling" after the H/4 stem yet outputs H/8 (and stage 4 keeps H/32 after
+a further downsample): read literally it contradicts itself; it is VMamba's
+layout counted after each stage's trailing downsample. Inside the VSS block the
+3x3 conv is depthwise, not depthwise separable (see ``ss2d``).
 """
 from __future__ import annotations
 
@@ -14,7 +23,7 @@ from .ss2d import SS2D
 
 
 class Mlp(nn.Module):
-    """Linear(c, ratio*c) -> GELU -> Linear(ratio*c, c), channels last."""
+    """Linear(dim, ratio * dim) -> GELU -> Linear(ratio * dim, dim), channels last."""
 
     def __init__(self, dim: int, mlp_ratio: float = 4.0):
         super().__init__()
@@ -22,15 +31,18 @@ class Mlp(nn.Module):
         self.fc1, self.act, self.fc2 = nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        """x: (b, h, w, c) -> (b, h, w, c)."""
-        return self.fc2(self.act(self.fc1(x)))
+        """x: (b, height, width, dim) -> (b, height, width, dim)."""
+        return self.fc2(self.act(self.fc1(x)))  # (b, height, width, dim)
 
 
 class VSSBlock(nn.Module):
     """Pre-norm block with two residual branches (VMamba v2; paper 3.2.2)::
 
         x = x + drop_path(SS2D(LN(x)))     # SS2D carries the optional SE and Layer Scale
-        x = x + drop_path(MLP(LN(x)))
+        x = x + drop_path(MLP(LN(x)))      # no MLP branch when mlp_ratio == 0 (VMamba's option)
+
+    Layer Scale sits inside SS2D, after its ``out_norm`` and before ``out_proj``
+    (paper 3.3.2), not on the residual branch's output as in CaiT.
     """
 
     def __init__(self, dim: int, drop_path: float = 0.0, mlp_ratio: float = 4.0, **ss2d_kwargs):
@@ -42,15 +54,15 @@ class VSSBlock(nn.Module):
         self.mlp = Mlp(dim, mlp_ratio) if mlp_ratio > 0 else None
 
     def forward(self, x: Tensor) -> Tensor:
-        """x: (b, h, w, c) -> (b, h, w, c)."""
-        x = x + self.drop_path(self.op(self.norm(x)))  # (b, h, w, c)
+        """x: (b, height, width, dim) -> (b, height, width, dim)."""
+        x = x + self.drop_path(self.op(self.norm(x)))  # (b, height, width, dim)
         if self.mlp is not None:
-            x = x + self.drop_path(self.mlp(self.norm2(x)))  # (b, h, w, c)
+            x = x + self.drop_path(self.mlp(self.norm2(x)))  # (b, height, width, dim)
         return x
 
 
 class ConvAct(nn.Sequential):
-    """Conv2d followed by GELU (channels first)."""
+    """Conv2d followed by GELU (channels first), padded to keep the spatial size."""
 
     def __init__(self, c_in: int, c_out: int, kernel: int = 1, dilation: int = 1):
         pad = dilation * (kernel // 2)
@@ -60,19 +72,28 @@ class ConvAct(nn.Sequential):
 class DSPP(nn.Module):
     """Dense/Dilated Spatial Pyramid Pooling at the start of a stage (paper 3.4).
 
-    Data flow on a (b, c, h, w) map, every output the same spatial size::
+    Data flow on a (b, dim, height, width) map, every output the same spatial size::
 
-        x0 = conv1x1(x)                             c -> m  (m = ratio * c)
-        branch 0: GAP(x0) -> conv1x1 -> broadcast to h x w
-        branch i (i = 1, 2, 3): avgpool(k_i, stride 1)(x0) -> conv3x3(dilation i)
-            with k = 3, 5, 7
-        each branch -> conv1x1 (align)              m -> m
-        concat (4m) -> conv1x1 (fuse)               4m -> c
+        x0 = conv1x1(x)                                  dim -> mid  (mid = ratio * dim)
+        branch 0: GAP(x0) -> conv1x1 -> align -> broadcast to height x width
+        branch i (i = 1, 2, 3): avgpool(k_i, stride 1)(x0) -> conv3x3(dilation r_i) -> align
+            with k = 3, 5, 7 and r = 1, 2, 3
+        align: conv1x1                                   mid -> mid
+        concat (4 mid) -> conv1x1 (fuse)                 4 mid -> dim
+
+    Each pooled branch sees a square window of radius k_i // 2 + r_i (2, 4, 6):
+    the pool reaches k_i // 2 pixels, the dilated 3x3 conv r_i more. The global
+    branch is constant over space; it runs its two 1x1 convs on the pooled 1x1
+    map and broadcasts last (the same numbers as convolving the broadcast map).
+
+    In ``MSVSSM`` DSPP is the first module of each stage, after the previous
+    stage's downsample, so it works at its stage's resolution (H/4/2^i).
 
     Where the paper is silent we chose, and why:
       * width ``ratio`` (default 1/4): the paper calls the module lightweight;
         a full-width DSPP would add ~22M parameters at stage 4 of the tiny
-        model (70 % of the network); at a quarter width it adds 1.9M. With m = c/4 the concat is back at c.
+        model (70 % of the network); at a quarter width it adds 1.9M. With
+        mid = dim / 4 the concat is back at dim.
       * activation: GELU after every conv but the final fusion (GELU is the
         model's activation elsewhere); no normalisation inside (BatchNorm would
         make the model batch-size sensitive; the VSS blocks' LayerNorms follow).
@@ -101,36 +122,36 @@ class DSPP(nn.Module):
         self.fuse = nn.Conv2d(mid * (1 + len(pool_sizes)), dim, 1)
 
     def branches(self, x0: Tensor) -> list[Tensor]:
-        """The four aligned branches on the reduced map x0 (b, m, h, w): 4 x (b, m, h, w).
+        """The four aligned branches on the reduced map x0 (b, mid, height, width): 4 x (b, mid, height, width).
 
         The global branch runs both its 1x1 convs on the pooled 1x1 map and only
         then broadcasts: the same numbers as convolving the broadcast map, at
-        1/(h*w) of the cost (and the FLOP count says so).
+        1/(height * width) of the cost (and the FLOP count says so).
         """
-        pooled = x0.mean(dim=(2, 3), keepdim=True)  # (b, m, 1, 1)
-        g = self.align[0](self.global_branch(pooled)).expand_as(x0)  # (b, m, h, w)
+        pooled = x0.mean(dim=(2, 3), keepdim=True)  # (b, mid, 1, 1)
+        g = self.align[0](self.global_branch(pooled)).expand_as(x0)  # (b, mid, height, width)
         local = [align(conv(pool(x0))) for pool, conv, align in zip(self.pools, self.dilated, self.align[1:])]
-        return [g] + local  # 4 x (b, m, h, w)
+        return [g] + local  # 4 x (b, mid, height, width)
 
     def forward(self, x: Tensor) -> Tensor:
-        """x: (b, h, w, c) channels-last -> (b, h, w, c)."""
-        inp = x.permute(0, 3, 1, 2)  # (b, c, h, w)
-        x0 = self.reduce(inp)  # (b, m, h, w)
-        out = self.fuse(torch.cat(self.branches(x0), dim=1))  # (b, c, h, w)
+        """x: (b, height, width, dim) channels-last -> (b, height, width, dim)."""
+        inp = x.permute(0, 3, 1, 2)  # (b, dim, height, width)
+        x0 = self.reduce(inp)  # (b, mid, height, width)
+        out = self.fuse(torch.cat(self.branches(x0), dim=1))  # (b, dim, height, width)
         if self.residual:
-            out = out + inp
-        return out.permute(0, 2, 3, 1)  # (b, h, w, c)
+            out = out + inp  # (b, dim, height, width)
+        return out.permute(0, 2, 3, 1)  # (b, height, width, dim)
 
 
 class LayerNormChannelsFirst(nn.LayerNorm):
-    """LayerNorm over the channel axis of a (b, c, h, w) map."""
+    """LayerNorm over the channel axis of a (b, channels, height, width) map."""
 
     def forward(self, x: Tensor) -> Tensor:
         return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
 class Stem(nn.Module):
-    """conv3x3 s2 (in -> c/2) -> LN -> GELU -> conv3x3 s2 (c/2 -> c) -> LN: H/4 x W/4."""
+    """conv3x3 s2 (in -> dim/2) -> LN -> GELU -> conv3x3 s2 (dim/2 -> dim) -> LN: H/4 x W/4 (VMamba v2)."""
 
     def __init__(self, in_chans: int, dim: int):
         super().__init__()
@@ -141,13 +162,13 @@ class Stem(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        """x: (b, in_chans, H, W) -> (b, ceil(H/4), ceil(W/4), c)."""
-        x = self.act(self.norm1(self.conv1(x)))  # (b, c/2, H/2, W/2)
-        return self.norm2(self.conv2(x).permute(0, 2, 3, 1))  # (b, H/4, W/4, c)
+        """x: (b, in_chans, H, W) -> (b, ceil(H/4), ceil(W/4), dim)."""
+        x = self.act(self.norm1(self.conv1(x)))  # (b, dim/2, H/2, W/2)
+        return self.norm2(self.conv2(x).permute(0, 2, 3, 1))  # (b, H/4, W/4, dim)
 
 
 class Downsample(nn.Module):
-    """conv3x3 s2 (c -> c_out) -> LN, between stages."""
+    """conv3x3 s2 (dim -> dim_out) -> LN, at the end of stages 1-3 (VMamba's layout)."""
 
     def __init__(self, dim: int, dim_out: int):
         super().__init__()
@@ -155,5 +176,5 @@ class Downsample(nn.Module):
         self.norm = nn.LayerNorm(dim_out)
 
     def forward(self, x: Tensor) -> Tensor:
-        """x: (b, h, w, c) -> (b, ceil(h/2), ceil(w/2), c_out)."""
+        """x: (b, height, width, dim) -> (b, ceil(height/2), ceil(width/2), dim_out)."""
         return self.norm(self.conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1))

@@ -1,7 +1,11 @@
 """The MS-VSSM classifier (and the plain VSSM it extends), with timm-style factories.
 
-    stem (H/4) -> stage 1 -> down -> stage 2 -> down -> stage 3 -> down -> stage 4 -> head
-    stage i = [DSPP] -> depth_i x VSS block([SE-]SS2D [+ Layer Scale], MLP)
+Symbols: the glossary in :mod:`msvssm.ops`; shapes are channels-last
+(b, height, width, channels), H x W the input image::
+
+    stem (H/4) -> stage 1 -> down -> stage 2 -> down -> stage 3 -> down -> stage 4 -> norm -> GAP -> head
+    stage i = [DSPP] -> depth_i x VSS block([SE-]SS2D [+ Layer Scale], MLP) -> downsample (i < 4)
+    stage i's DSPP and blocks run at H/4/2^i with dims[i] channels
 
 The three options of the paper are independent constructor flags:
 
@@ -11,6 +15,18 @@ The three options of the paper are independent constructor flags:
 
 Off, each becomes ``nn.Identity``, so the ablation rows VSSM, +SE,
 +SE+LayerScale, +SE+LayerScale+DSPP are the same code with different flags.
+
+Where this follows VMamba rather than the paper's text:
+  * Stage layout. The downsample is the last module of stages 1-3 (VMamba's
+    parameter names ``stages.i.downsample``), not the first of stages 2-4. The
+    paper's 3.1 says stage 1 outputs H/8 without downsampling after an H/4 stem,
+    which only holds counting VMamba's trailing downsample; here stage i works
+    at H/4/2^i, and ``forward_intermediates`` returns each stage's output before
+    its downsample, at that resolution. DSPP of stage i runs after stage i-1's
+    downsample, so it too sees H/4/2^i: the paper's "beginning of each stage".
+  * Scan paths (column-major flattening, not "top-right to bottom-left"), the
+    depthwise (not depthwise separable) conv, and Layer Scale after ``out_norm``
+    (a second per-channel scale on top of LayerNorm's gain): see ``ss2d``.
 """
 from __future__ import annotations
 
@@ -34,6 +50,10 @@ ABLATION_FLAGS: dict[str, dict[str, bool]] = {
 
 class MSVSSM(nn.Module):
     """Hierarchical visual state space classifier.
+
+    timm's model API: ``forward_features`` (final normalised map), ``forward_head``,
+    ``forward_intermediates`` (the 4 stage outputs), ``get_classifier`` /
+    ``reset_classifier`` and ``no_weight_decay`` (for ``timm.optim.create_optimizer_v2``).
 
     Args:
         num_classes: classifier outputs (4 for the paper's HVHA/HVLA/LVHA/LVLA;
@@ -170,7 +190,7 @@ class MSVSSM(nn.Module):
                 + (" (channels last? use x.permute(0, 3, 1, 2))" if x.dim() == 4 and x.shape[-1] == self.in_chans else "")
             )
         x = self.stem(x)  # (b, H/4, W/4, dims[0])
-        outs = []
+        outs: list[Tensor] = []
         for stage in self.stages:
             x = stage.blocks(stage.dspp(x))  # (b, H/4/2^i, W/4/2^i, dims[i])
             outs.append(x)
