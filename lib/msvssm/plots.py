@@ -387,7 +387,7 @@ def plot_receptive_fields(maps: dict[str, np.ndarray], title: str = "") -> plt.F
         m = np.abs(np.asarray(m, dtype=float))
         rows, cols = np.nonzero(m > m.max() * 1e-9) if m.max() > 0 else (np.array([0]), np.array([0]))
         ax.imshow(m, cmap="viridis")
-        ax.set_title(f"{name}\nnonzero {rows.ptp() + 1} x {cols.ptp() + 1} px", fontsize=8)
+        ax.set_title(f"{name}\nnonzero {np.ptp(rows) + 1} x {np.ptp(cols) + 1} px", fontsize=8)
         ax.set_xlabel("column (pixel)", fontsize=8)
         ax.set_ylabel("row (pixel)", fontsize=8)
     fig.suptitle(title or "Impulse response of each branch", fontsize=10)
