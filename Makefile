@@ -14,7 +14,7 @@ BUILD    ?= build
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 PYTEST_WORKERS ?= 2
 
-.PHONY: venv test test-unit test-notebooks reproduce bench bench-scan bench-model bench-models bench-data bench-difficulty lock clean
+.PHONY: venv lab html test test-unit test-notebooks reproduce bench bench-scan bench-model bench-models bench-data bench-difficulty lock clean
 
 $(STAMP): requirements.txt requirements-lock.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,14 @@ $(STAMP): requirements.txt requirements-lock.txt pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+## Students: JupyterLab on notebooks/ from .venv; HTML of the executed notebooks (run make reproduce first).
+lab: $(STAMP)
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+html: $(STAMP)
+	test -n "$$(ls $(BUILD)/notebooks/*.ipynb 2>/dev/null)" || { echo "no executed notebooks in $(BUILD)/notebooks: run make reproduce first"; exit 1; }
+	$(BIN)/jupyter nbconvert --to html --output-dir $(BUILD)/html $(BUILD)/notebooks/*.ipynb
 
 ## Tests: unit tests, then every notebook with the tiny "smoke" profile.
 test: test-unit test-notebooks
