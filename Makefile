@@ -14,7 +14,7 @@ BUILD    ?= build
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 PYTEST_WORKERS ?= 2
 
-.PHONY: venv lab html test test-unit test-notebooks reproduce bench bench-scan bench-model bench-models bench-data bench-difficulty lock clean
+.PHONY: bench-train venv lab html test test-unit test-notebooks reproduce bench bench-scan bench-model bench-models bench-data bench-difficulty lock clean
 
 $(STAMP): requirements.txt requirements-lock.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,7 +47,7 @@ reproduce: $(STAMP)
 	$(BIN)/python -m msvssm.reproduce --profile $(PROFILE) --data $(DATA) --out $(BUILD)/notebooks $(if $(DEAP_ROOT),--deap-root $(DEAP_ROOT)) $(NOTEBOOKS)
 
 ## Benchmarks: speed and memory, measured side by side, printed as ratios.
-bench: bench-scan bench-model bench-data
+bench: bench-scan bench-model bench-train bench-data
 
 $(VENV)/.bench: $(STAMP) requirements-bench.txt
 	$(BIN)/python -m pip install --quiet -r requirements-bench.txt
@@ -58,6 +58,10 @@ bench-scan: $(VENV)/.bench
 
 bench-model: $(STAMP)
 	$(BIN)/python benchmarks/bench_model.py
+
+## Training throughput: data paths, fp32 / bf16 / AdamW variants, peak memory (needs the cpu-profile data).
+bench-train: $(STAMP)
+	$(BIN)/python benchmarks/bench_train.py --data $(DATA)/faces-synth-default-128
 
 ## Cost table of every model compared (VSSM, MS-VSSM, RepViT, DilateFormer): params, FLOPs, throughput.
 bench-models: $(STAMP)

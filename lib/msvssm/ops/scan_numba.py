@@ -130,9 +130,13 @@ def _np(t: Tensor, dtype: torch.dtype) -> np.ndarray:
 
 
 def _channels_per_item(b: int, g: int, dg: int) -> int:
-    """Channels per backward work item: enough items to keep every thread busy."""
-    threads = numba.get_num_threads()
-    want_chunks = max(1, math.ceil(4 * threads / max(1, b * g)))
+    """Channels per backward work item: enough items to keep up to 16 threads busy.
+
+    It depends on the shapes only, never on the thread count, so the order in which
+    partial gradients are summed (and so the last bits of the result) is the same on
+    every machine and in every run: training is bit-for-bit reproducible.
+    """
+    want_chunks = max(1, math.ceil(4 * 16 / max(1, b * g)))
     return max(1, math.ceil(dg / min(dg, want_chunks)))
 
 

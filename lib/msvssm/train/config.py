@@ -77,6 +77,7 @@ class TrainConfig:
     # --- outputs
     out: str = ""
     eval_every: int = 1  # validate every N epochs (and always at the last)
+    track_test: bool = False  # also score the test split each epoch, for learning-curve studies only
 
     # ------------------------------------------------------------------ construction
     def __post_init__(self) -> None:

@@ -47,7 +47,8 @@ from .loop import predict, train_one_epoch
 
 log = get_logger("train")
 
-HISTORY_COLUMNS = ("epoch", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_weighted_f1", "seconds")
+HISTORY_COLUMNS = ("epoch", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_weighted_f1",
+                   "seconds", "test_accuracy", "test_weighted_f1")
 
 
 class RunError(RuntimeError):
@@ -317,6 +318,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
                                       rank=dist.rank, world_size=dist.world_size, device=device)
         val_batches = BatchIterator(data.val, cfg.batch_size * 2, train=False, rank=dist.rank,
                                     world_size=dist.world_size, device=device)
+        # track_test: a learning-curve study's view of the test split; it never selects anything.
+        test_batches = BatchIterator(data.test, cfg.batch_size * 2, train=False, rank=dist.rank,
+                                     world_size=dist.world_size, device=device) if cfg.track_test else None
         steps_per_epoch = len(train_batches)
         if steps_per_epoch == 0:
             raise RunError(f"{len(data.train)} training images give no full batch of {cfg.batch_size} per process")
@@ -381,7 +385,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
                             "model": eval_model.state_dict(), "model_name": cfg.model,
                             "model_kwargs": cfg.model_kwargs, "class_names": data.class_names,
                             "image_size": cfg.image_size, "epoch": epoch + 1, "val": best})
-            row["seconds"] = time.perf_counter() - t0
+            row["seconds"] = time.perf_counter() - t0  # training and validation; not the study's test pass
+            if test_batches is not None:
+                test = score(eval_model, test_batches, data.class_names, autocast, dist)
+                row.update(test_accuracy=test["accuracy"], test_weighted_f1=test["weighted_f1"])
             history.append(row)
             if dist.is_main:
                 save_checkpoint(out / "last.pt", {
