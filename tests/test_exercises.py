@@ -42,6 +42,16 @@ def test_solution_passes(notebook, name):
     assert ok, message
 
 
+def _loop_without_step(model, images, labels, steps):
+    """A classic bug: gradients computed, the optimiser never stepped."""
+    losses = []
+    for _ in range(steps):
+        loss = torch.nn.functional.cross_entropy(model(images), labels)
+        loss.backward()
+        losses.append(loss.item())
+    return losses
+
+
 def _raise(*args, **kwargs):
     raise NotImplementedError
 
@@ -78,6 +88,8 @@ WRONG = {
     ("05", "fold_layer_scale"): lambda W, g: W,  # forgets gamma
     ("05", "residual_std"): lambda depth, s: 1 + depth * s,  # stds added
     ("06", "receptive_field"): lambda k, d, c: k * d * c,
+    ("07", "overfit_one_batch"): lambda model, x, y, steps: _loop_without_step(model, x, y, steps),
+    ("07", "recall_from_confusion"): lambda c: np.diag(c) / c.sum(axis=0),  # precision (columns), not recall
     ("06", "dspp_params"): lambda dim, ratio: load_solutions("06").dspp_params(dim, ratio) - dim,  # fuse bias forgotten
 }
 

@@ -1,4 +1,4 @@
-"""Checks for the exercises of the concept notebooks 00-06.
+"""Checks for the exercises of the notebooks (00-06 concepts, 07 training).
 
 Each ``check_*`` takes the student's function and returns ``(ok, message)``. It never
 raises: an unsolved stub (``NotImplementedError`` or ``None``), an exception or a wrong
@@ -408,6 +408,47 @@ def check_dspp_params(fn: Callable) -> Result:
     return True, "the three 3x3 dilated convs dominate: 3 x 9 m^2"
 
 
+# ----------------------------------------------------------------------------- 07 training
+
+
+def check_overfit_one_batch(fn: Callable) -> Result:
+    """Exercise 07.1: ``overfit_one_batch(model, images, labels, steps)`` -> list of the loss at each step.
+
+    A correct loop (forward, loss, zero_grad, backward, step) drives the loss of one fixed batch
+    of 8 random images towards 0 within 60 AdamW steps; a loop that forgets the step, or steps
+    before the gradient is computed, does not.
+    """
+    from .models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("vssm_nano", num_classes=4, drop_path_rate=0.0)
+    images, labels = torch.randn(8, 3, 32, 32), torch.arange(8) % 4
+    losses, why = _call(fn, model, images, labels, 60)
+    if why:
+        return False, why
+    try:
+        losses = [float(v) for v in losses]
+    except Exception:
+        return False, "return the list of losses, one float per step"
+    if len(losses) != 60:
+        return False, f"{len(losses)} losses for 60 steps"
+    if not all(math.isfinite(v) for v in losses):
+        return False, "a loss is NaN or inf"
+    if not losses[-1] < 0.1 * losses[0]:
+        return False, (f"the loss went from {losses[0]:.3f} to {losses[-1]:.3f}: one batch should be learnt by heart "
+                       "(below a tenth of the start). Did you call optimizer.step() after loss.backward()?")
+    return True, ""
+
+
+def check_recall_from_confusion(fn: Callable) -> Result:
+    """Exercise 07.2: ``recall_from_confusion(counts)`` -> per-class recall, the diagonal of the paper's Fig. 2."""
+    counts = np.array([[50, 3, 5, 2], [4, 20, 1, 5], [6, 2, 30, 2], [1, 9, 3, 17]])
+    got, why = _call(fn, counts.copy())
+    if why:
+        return False, why
+    return _close(got, np.diag(counts) / counts.sum(axis=1), rtol=1e-6, atol=1e-9)
+
+
 EXERCISES: dict[str, dict[str, Callable[[Callable], Result]]] = {
     "00": {"stage_sizes": check_stage_sizes, "dspp_share": check_dspp_share},
     "01": {"quadrant": check_quadrant, "split_by_participant": check_split_by_participant,
@@ -417,4 +458,5 @@ EXERCISES: dict[str, dict[str, Callable[[Callable], Result]]] = {
     "04": {"se_params": check_se_params, "se_gate": check_se_gate},
     "05": {"fold_layer_scale": check_fold_layer_scale, "residual_std": check_residual_growth},
     "06": {"receptive_field": check_branch_receptive_field, "dspp_params": check_dspp_params},
+    "07": {"overfit_one_batch": check_overfit_one_batch, "recall_from_confusion": check_recall_from_confusion},
 }
