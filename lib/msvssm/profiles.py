@@ -26,7 +26,7 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", "tiny", 32, 64, "nano", 8, 1, 2),
-    "cpu": Profile("cpu", "default", 64, 128, "nano", 32, 30, 8),
+    "cpu": Profile("cpu", "default", 64, 128, "nano", 32, 15, 8),  # 15 epochs: docs/training_study.md
     "gpu": Profile("gpu", "deap", 224, 224, "tiny", 64, 300, 64),
 }
 

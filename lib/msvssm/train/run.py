@@ -187,6 +187,15 @@ def build_scheduler(cfg: TrainConfig, optimizer, steps_per_epoch: int):
                              warmup_lr_init=cfg.lr * 0.01, warmup_prefix=False, t_in_epochs=False)
 
 
+def augment_params(cfg: TrainConfig) -> AugmentParams | None:
+    """The augmentation a config asks for: the paper's (with its strengths), flips only, or none."""
+    if cfg.augment == "none":
+        return None
+    if cfg.augment == "flip":
+        return AugmentParams(hflip=cfg.hflip, degrees=0.0, translate=0.0, brightness=0.0, contrast=0.0, saturation=0.0)
+    return AugmentParams(cfg.hflip, cfg.degrees, cfg.translate, cfg.brightness, cfg.contrast, cfg.saturation)
+
+
 def build_mixup(cfg: TrainConfig, num_classes: int):
     if cfg.mixup <= 0 and cfg.cutmix <= 0:
         return None
@@ -312,8 +321,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
         torch.manual_seed(cfg.seed)  # the initial weights depend on the seed only
         data = load_run_data(cfg, dist)
         model = build_run_model(cfg, len(data.class_names)).to(device)
-        augment = None if cfg.augment == "none" else AugmentParams(
-            cfg.hflip, cfg.degrees, cfg.translate, cfg.brightness, cfg.contrast, cfg.saturation)
+        augment = augment_params(cfg)
         train_batches = BatchIterator(data.train, cfg.batch_size, train=True, seed=cfg.seed, augment=augment,
                                       rank=dist.rank, world_size=dist.world_size, device=device)
         val_batches = BatchIterator(data.val, cfg.batch_size * 2, train=False, rank=dist.rank,
