@@ -28,7 +28,7 @@ def fixed_split(data: Path, n_train: int) -> None:
     order = np.random.default_rng(0).permutation(len(frame))
     side = np.array(["val"] * len(frame), dtype=object)
     side[order[:n_train]] = "train"
-    side[order[n_train + (len(frame) - n_train) // 2 :]] = "test"
+    side[order[n_train + 15 :]] = "test"  # 15 validation images: an odd count, uneven across 2 ranks
     frame["split"] = side
     (data / "splits").mkdir(exist_ok=True)
     frame[["path", "participant", "trial", "label", "split"]].to_csv(data / "splits" / "frame_seed0.csv", index=False)
@@ -58,5 +58,9 @@ def test_two_processes_train_the_same_weights_as_one(tmp_path):
     # every sample is scored once: the two runs report the same test counts
     ma = json.loads((single / "metrics.json").read_text())
     mb = json.loads((Path(cfg.out) / "metrics.json").read_text())
-    assert ma["n"] == mb["n"] == 16
+    assert ma["n"] == mb["n"] == 17
     assert ma["confusion"] == mb["confusion"]
+    # validation during training is scored by both ranks and gathered: every sample once, same scores
+    ha, hb = pd.read_csv(single / "history.csv"), pd.read_csv(Path(cfg.out) / "history.csv")
+    for column in ("val_accuracy", "val_weighted_f1", "val_loss"):
+        np.testing.assert_allclose(ha[column], hb[column], rtol=1e-4, err_msg=column)

@@ -57,7 +57,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging("DEBUG" if args.verbose else "INFO")
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except _user_errors() as err:  # a bad config, missing data, a broken checkpoint: one clear line, exit 2
+        if args.verbose:
+            raise
+        print(f"msvssm {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors that describe a problem with the user's input (not a bug): shown without a traceback."""
+    from .train.checkpoint import CheckpointError
+    from .train.config import ConfigError
+    from .train.loop import NonFiniteLossError
+    from .train.run import RunError
+
+    return (ConfigError, RunError, CheckpointError, NonFiniteLossError, FileNotFoundError)
 
 
 if __name__ == "__main__":

@@ -184,12 +184,16 @@ def predict_paths(paths: Sequence[str | os.PathLike], run: str | os.PathLike, ou
     """Classify every image / video in ``paths``; failures are collected per file, never raised."""
     predictor = FacePredictor(run, device)
     report = PredictReport()
+    for given in map(Path, paths):
+        if given.is_dir() and not expand_inputs([given]):
+            report.failures[str(given)] = f"{given}: a folder with no image or video ({', '.join(IMAGE_SUFFIXES + VIDEO_SUFFIXES)})"
     for path in expand_inputs(paths):
         try:
             preds = predictor.predict_file(path)
-        except PredictError as err:
-            report.failures[str(path)] = str(err)
-            log.error("%s", err)
+        except Exception as err:  # one bad file never stops the others; say which file and why
+            message = str(err) if isinstance(err, PredictError) else f"{path}: {type(err).__name__}: {err}"
+            report.failures[str(path)] = message
+            log.error("%s", message)
             continue
         report.predictions.extend(preds)
         if annotate and out is not None:

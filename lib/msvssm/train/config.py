@@ -109,6 +109,8 @@ class TrainConfig:
                 problems.append(f"{name}={getattr(self, name)} must be in [0, 1)")
         if self.warmup_epochs >= self.epochs and self.epochs > 1:
             problems.append(f"warmup_epochs={self.warmup_epochs} must be below epochs={self.epochs}")
+        if (self.mixup > 0 or self.cutmix > 0) and self.batch_size % 2:
+            problems.append(f"batch_size={self.batch_size} must be even with mixup/cutmix (timm's Mixup pairs samples)")
         if problems:
             raise ConfigError("invalid run configuration:\n  " + "\n  ".join(problems))
 
@@ -171,7 +173,7 @@ class TrainConfig:
     def identity(self) -> dict[str, Any]:
         """The fields that decide the numbers a run produces (not where it writes or how fast)."""
         d = self.to_dict()
-        for k in ("out", "workers", "threads", "device", "eval_every"):
+        for k in ("out", "workers", "threads", "device"):
             d.pop(k)
         return d
 

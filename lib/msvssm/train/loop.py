@@ -63,8 +63,12 @@ def train_one_epoch(
             scaler.unscale_(optimizer)
         else:
             loss.backward()
-        if clip_grad > 0:
-            nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+        # The gradient norm (clipped to clip_grad if > 0): a NaN/inf gradient must not reach the weights.
+        grad_norm = nn.utils.clip_grad_norm_(model.parameters(), clip_grad if clip_grad > 0 else float("inf"))
+        if scaler is None and not math.isfinite(grad_norm.item()):
+            raise NonFiniteLossError(
+                f"gradient norm is {grad_norm.item()} at epoch {epoch + 1}, step {step + 1}: stopping; the last good "
+                "checkpoint is kept (lower lr, or try amp=none)")
         if scaler is not None:
             scaler.step(optimizer)
             scaler.update()

@@ -117,8 +117,8 @@ def split_file_for(cfg: TrainConfig, dist: DistContext | None = None) -> Path:
     return path
 
 
-def load_run_data(cfg: TrainConfig, dist: DistContext | None = None) -> RunData:
-    """Check the data, make or reuse the split, decode the three sides into memory."""
+def open_run_data(cfg: TrainConfig, dist: DistContext | None = None):
+    """Check the data and make or reuse the split: (datasets per side, class names, split file). Nothing decoded yet."""
     from ..data import FaceImageDataset, read_classes
 
     data_dir = Path(cfg.data)
@@ -130,7 +130,10 @@ def load_run_data(cfg: TrainConfig, dist: DistContext | None = None) -> RunData:
     classes = read_classes(data_dir)
     sides = {}
     for side in ("train", "val", "test"):
-        ds = FaceImageDataset(data_dir, split_file, side, classes=classes)
+        try:
+            ds = FaceImageDataset(data_dir, split_file, side, classes=classes)
+        except ValueError as err:
+            raise RunError(f"split {split_file}: {err}") from err
         if len(ds) == 0:
             raise RunError(f"split {split_file} has no {side} images")
         sides[side] = ds
@@ -138,17 +141,28 @@ def load_run_data(cfg: TrainConfig, dist: DistContext | None = None) -> RunData:
     absent = [c for c, n in zip(classes, counts) if n == 0]
     if absent:
         raise RunError(f"class(es) {absent} have no training image in {split_file}: the model cannot learn them")
+    return sides, classes, split_file
+
+
+def decode_run_data(cfg: TrainConfig, sides, classes, split_file) -> RunData:
+    """Decode the three sides into memory (uint8 tensors at the run's image size)."""
     t0 = time.perf_counter()
     decoded = {side: load_split(ds, cfg.image_size, cfg.workers) for side, ds in sides.items()}
     log.info("decoded %s images of %dx%d into memory in %.1f s",
              {s: len(v) for s, v in decoded.items()}, cfg.image_size, cfg.image_size, time.perf_counter() - t0)
-    return RunData(decoded["train"], decoded["val"], decoded["test"], classes, split_file, data_dir)
+    return RunData(decoded["train"], decoded["val"], decoded["test"], classes, split_file, Path(cfg.data))
+
+
+def load_run_data(cfg: TrainConfig, dist: DistContext | None = None) -> RunData:
+    """Check the data, make or reuse the split, decode the three sides into memory."""
+    return decode_run_data(cfg, *open_run_data(cfg, dist))
 
 
 # ----------------------------------------------------------------------------- model, optimiser, schedule
 
 
-def build_run_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
+def build_run_model(cfg: TrainConfig, num_classes: int, device: torch.device | str = "cpu") -> nn.Module:
+    """The config's model on ``device``, checked with one forward pass of a blank image of the run's size."""
     from ..models import build_model
 
     kwargs = dict(cfg.model_kwargs)
@@ -160,13 +174,16 @@ def build_run_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
         model = build_model(cfg.model, num_classes=num_classes, **kwargs)
     except TypeError as err:
         raise ConfigError(f"model_kwargs {cfg.model_kwargs} do not fit model {cfg.model!r}: {err}") from err
-    # An image size the model cannot take is an error now, not after the data is loaded.
+    model = model.to(device)
+    # A model that cannot run on this input (size, channels, backend, device) fails now, before the data is decoded.
     try:
         model.eval()
         with torch.no_grad():
-            model(torch.zeros(1, 3, cfg.image_size, cfg.image_size))
+            model(torch.zeros(1, 3, cfg.image_size, cfg.image_size, device=device))
     except Exception as err:
-        raise ConfigError(f"model {cfg.model!r} cannot take {cfg.image_size}x{cfg.image_size} images: {err}") from err
+        raise ConfigError(
+            f"model {cfg.model!r} fails on a 3x{cfg.image_size}x{cfg.image_size} image on {device}: "
+            f"{type(err).__name__}: {err}") from err
     return model
 
 
@@ -245,7 +262,10 @@ def run_record(cfg: TrainConfig, device: torch.device, model: nn.Module, data: R
 
     from .. import __version__, available_scan_backends
 
-    backends = sorted({m.scan_backend for m in model.modules() if hasattr(m, "scan_backend")} - {None})
+    from ..ops.registry import resolve_backend
+
+    requested = sorted({m.scan_backend or "" for m in model.modules() if hasattr(m, "scan_backend")})
+    used = sorted({resolve_backend(r or None, device) for r in requested})
     return {
         "config": cfg.to_dict(),
         "seed": cfg.seed,
@@ -255,7 +275,8 @@ def run_record(cfg: TrainConfig, device: torch.device, model: nn.Module, data: R
         "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
         "cpu_threads": torch.get_num_threads(),
         "world_size": world_size,
-        "scan_backend": {"requested": backends or [os.environ.get("MSVSSM_SCAN_BACKEND") or "auto"],
+        "scan_backend": {"used": used, "requested": [r or os.environ.get("MSVSSM_SCAN_BACKEND") or "auto"
+                                                     for r in requested],
                          "available": available_scan_backends(device)},
         "split_file": str(data.split_file),
         "split_sizes": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
@@ -318,9 +339,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
         amp_dtype = resolve_amp(cfg, device)
         autocast = autocast_factory(device, amp_dtype)
 
+        sides, classes, split_file = open_run_data(cfg, dist)
         torch.manual_seed(cfg.seed)  # the initial weights depend on the seed only
-        data = load_run_data(cfg, dist)
-        model = build_run_model(cfg, len(data.class_names)).to(device)
+        model = build_run_model(cfg, len(classes), device)
+        data = decode_run_data(cfg, sides, classes, split_file)
         augment = augment_params(cfg)
         train_batches = BatchIterator(data.train, cfg.batch_size, train=True, seed=cfg.seed, augment=augment,
                                       rank=dist.rank, world_size=dist.world_size, device=device)
@@ -360,7 +382,13 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
             log.info("resuming %s after epoch %d (step %d)", out, start_epoch, step)
         if dist.is_main:
             atomic_write_json(out / "config.json", cfg.to_dict())
-            atomic_write_json(out / "record.json", run_record(cfg, device, model, data, dist.world_size))
+            record = run_record(cfg, device, model, data, dist.world_size)
+            if start_epoch > 0 and (out / "record.json").exists():  # keep what started the run; note the resume
+                first = json.loads((out / "record.json").read_text(encoding="utf-8"))
+                first.setdefault("resumed", []).append({"after_epoch": start_epoch, **{
+                    k: record[k] for k in ("git_commit", "versions", "device", "world_size", "scan_backend")}})
+                record = first
+            atomic_write_json(out / "record.json", record)
         if start_epoch == 0:
             log.info("training %s (%d parameters) on %s for %d epochs of %d steps, %s",
                      cfg.model, sum(p.numel() for p in model.parameters()), device, cfg.epochs, steps_per_epoch,
@@ -370,9 +398,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
         for epoch in range(start_epoch, cfg.epochs):
             t0 = time.perf_counter()
             # Every random draw of an epoch comes from (seed, epoch): resuming redoes it exactly.
-            torch.manual_seed(epoch_seed(cfg.seed, epoch, "torch"))
+            # The rank enters the torch seed so that each process draws its own drop-path masks.
+            torch.manual_seed(epoch_seed(cfg.seed, epoch, f"torch{dist.rank}"))
             np.random.seed(epoch_seed(cfg.seed, epoch, "numpy") % 2**32)
             train_batches.set_epoch(epoch)
+            lr_at_start = optimizer.param_groups[0]["lr"]
             bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                        disable=not (progress and dist.is_main))
             train_stats, step = train_one_epoch(
@@ -380,7 +410,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
                 clip_grad=cfg.clip_grad, ema=ema, mix=mix, autocast=autocast, scaler=scaler, progress=bar)
             bar.close()
             train_stats = dist.mean_dict(train_stats)
-            row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
+            row = {"epoch": epoch + 1, "lr": lr_at_start,
                    "train_loss": train_stats["loss"], "train_accuracy": train_stats["accuracy"]}
             last_epoch = epoch + 1 == cfg.epochs
             if (epoch + 1) % cfg.eval_every == 0 or last_epoch:
@@ -399,13 +429,13 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
                 row.update(test_accuracy=test["accuracy"], test_weighted_f1=test["weighted_f1"])
             history.append(row)
             if dist.is_main:
+                write_history(out / "history.csv", history)  # before last.pt: a kill between them is redone
                 save_checkpoint(out / "last.pt", {
                     "model": model.state_dict(), "model_name": cfg.model, "class_names": data.class_names,
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "ema": ema.module.state_dict() if ema is not None else None,
                     "scaler": scaler.state_dict() if scaler is not None else None,
                     "epoch": epoch + 1, "step": step, "history": history, "best": best})
-                write_history(out / "history.csv", history)
                 log.info("epoch %d/%d  %s", epoch + 1, cfg.epochs, "  ".join(
                     f"{k}={v:.4g}" for k, v in row.items() if k != "epoch" and isinstance(v, float)))
             dist.barrier()
