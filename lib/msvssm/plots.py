@@ -168,12 +168,12 @@ def plot_training_curves(history: pd.DataFrame, title: str = "") -> plt.Figure:
     """The paper's Fig. 3: loss and accuracy per epoch, training and validation side by side."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4))
     epochs = history["epoch"]
-    ax_loss.plot(epochs, history["train_loss"], marker=".", label="train (with smoothing, augmented)")
+    ax_loss.plot(epochs, history["train_loss"], marker=".", label="train (label smoothing included)")
     ax_loss.plot(epochs, history["val_loss"], marker=".", label="validation")
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("cross-entropy loss")
     ax_loss.legend(fontsize=8)
-    ax_acc.plot(epochs, history["train_accuracy"], marker=".", label="train (augmented)")
+    ax_acc.plot(epochs, history["train_accuracy"], marker=".", label="train (as augmented by the recipe)")
     ax_acc.plot(epochs, history["val_accuracy"], marker=".", label="validation")
     ax_acc.set_xlabel("epoch")
     ax_acc.set_ylabel("accuracy")
