@@ -29,12 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..data.dataset import IMAGENET_MEAN, IMAGENET_STD  # one source for eval_transforms and the batches
 from ..utils import get_logger
 
 log = get_logger("train.data")
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass
