@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -143,6 +141,32 @@ def test_another_seed_gives_other_weights(images, tmp_path, finished_run):
     assert not torch.equal(a["head.weight"], b["head.weight"])
 
 
+# The child process trains through the real CLI; a wrapper around the run's epoch loop SIGKILLs
+# the process itself after the second batch of epoch 2, so the kill lands mid-epoch on any machine
+# speed (waiting a measured time instead was flaky on a loaded CI runner).
+KILL_MID_EPOCH_2 = """
+import os, signal, sys
+import msvssm.train.run as run
+from msvssm.cli import main
+
+real_train_one_epoch = run.train_one_epoch
+
+def killing_batches(batches):
+    for i, batch in enumerate(batches):
+        if i == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+        yield batch
+
+def train_one_epoch(model, batches, *args, epoch, **kwargs):
+    if epoch == 1:  # zero-based: the second epoch
+        batches = killing_batches(batches)
+    return real_train_one_epoch(model, batches, *args, epoch=epoch, **kwargs)
+
+run.train_one_epoch = train_one_epoch
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def test_killed_mid_epoch_and_resumed_equals_uninterrupted(tmp_path):
     """SIGKILL inside epoch 2 (a real kill of a real process), then --resume: exactly the uninterrupted metrics."""
     data = make_image_folder(tmp_path / "data", participants=4, per_class=20)  # 320 images: ~1 s epochs
@@ -151,17 +175,10 @@ def test_killed_mid_epoch_and_resumed_equals_uninterrupted(tmp_path):
     cfg_path = tmp_path / "cfg.json"
     cfg_path.write_text(json.dumps(cfg.to_dict()))
     history = Path(cfg.out) / "history.csv"
-    epoch_seconds = pd.read_csv(reference / "history.csv")["seconds"].iloc[1]
-    proc = subprocess.Popen([sys.executable, "-m", "msvssm.cli", "train", "--config", str(cfg_path), "--data", cfg.data,
-                             "--out", cfg.out, "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 180
-    while time.time() < deadline and proc.poll() is None and not (history.exists() and len(pd.read_csv(history)) == 1):
-        time.sleep(0.01)
-    time.sleep(epoch_seconds / 10)  # early in epoch 2 (a tenth of an epoch of the reference run)
-    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    proc = subprocess.run([sys.executable, "-c", KILL_MID_EPOCH_2, "train", "--config", str(cfg_path), "--data",
+                           cfg.data, "--out", cfg.out, "--no-progress"], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
     assert len(pd.read_csv(history)) == 1 and not (Path(cfg.out) / "metrics.json").exists()
     with pytest.raises(RunError, match="--resume"):
         train(cfg, progress=False)
