@@ -7,13 +7,17 @@ round-robin repeats, so machine noise hits every variant alike):
 
 ``data: per-image``    FaceImageDataset + torchvision's per-image train_transforms (PIL decode each time)
 ``data: in memory``    the split decoded once, the paper's augmentation applied per sample to whole batches
-``step: fp32``         forward + backward + clip + AdamW (foreach) on ready tensors, the training default
+``step: fp32``         forward + backward + clip + AdamW (fused) on ready tensors, the training default
 ``step: bf16``         the same under CPU bf16 autocast (the scan stays float32)
-``step: AdamW loop``   the same with AdamW's per-parameter (non-foreach) implementation
+``step: AdamW foreach`` the same with AdamW's foreach implementation (the default before the fused one)
+``step: AdamW loop``   the same with AdamW's per-parameter implementation
 ``train: in memory``   data + step together, as ``msvssm train`` runs them
 
 and the share of a training step that data preparation would take with each data path.
-Peak memory (max RSS) is measured per configuration in a fresh subprocess.
+Peak memory: in a fresh subprocess per configuration, the resident memory (sampled every
+millisecond from /proc/self/statm) that the training steps add on top of what the process
+held after importing torch and building the model, i.e. activations, gradients and
+optimiser state, not the libraries.
 """
 from __future__ import annotations
 
@@ -78,14 +82,15 @@ def data_timers(data: Path, size: int, batch: int):
     return per_image, in_memory
 
 
-def step_timer(model_name: str, size: int, batch: int, *, amp: bool = False, foreach: bool = True, data=None):
+def step_timer(model_name: str, size: int, batch: int, *, amp: bool = False, adamw: str = "fused", data=None):
     from timm.optim import create_optimizer_v2
 
     from msvssm.models import build_model
 
     torch.manual_seed(0)
     model = build_model(model_name, num_classes=4).train()
-    opt = create_optimizer_v2(model, opt="adamw", lr=1e-3, weight_decay=0.05, foreach=foreach)
+    impl = {"fused": dict(fused=True), "foreach": dict(foreach=True), "loop": dict(foreach=False)}[adamw]
+    opt = create_optimizer_v2(model, opt="adamw", lr=1e-3, weight_decay=0.05, **impl)
     x, y = torch.randn(batch, 3, size, size), torch.randint(0, 4, (batch,))
 
     def step():
@@ -104,14 +109,40 @@ def step_timer(model_name: str, size: int, batch: int, *, amp: bool = False, for
     return step
 
 
+def rss_during(fn, steps: int) -> float:
+    """Peak resident memory (MiB) above the starting level while ``fn`` runs ``steps`` times."""
+    import os
+    import threading
+
+    page = os.sysconf("SC_PAGE_SIZE")
+
+    def rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * page
+
+    start, peak, done = rss(), [0], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], rss())
+            time.sleep(0.001)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    for _ in range(steps):
+        fn()
+    done.set()
+    sampler.join()
+    return (max(peak[0], rss()) - start) / 2**20
+
+
 def peak_memory_mib(model_name: str, size: int, batch: int, steps: int = 3) -> float:
-    """Max RSS of a fresh process that runs ``steps`` training steps (MiB)."""
+    """Memory that ``steps`` training steps add, in a fresh process (MiB); see the module docstring."""
     code = (
-        "import resource, sys; sys.argv = ['x'];"
-        "from benchmarks.bench_train import step_timer;"
+        "import sys; sys.argv = ['x'];"
+        "from benchmarks.bench_train import rss_during, step_timer;"
         f"s = step_timer({model_name!r}, {size}, {batch});"
-        f"[s() for _ in range({steps})];"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+        f"print(rss_during(s, {steps}))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
@@ -138,7 +169,8 @@ def main() -> None:
         for name in args.models:
             variants[(size, name, "step: fp32")] = step_timer(name, size, args.batch)
             variants[(size, name, "step: bf16")] = step_timer(name, size, args.batch, amp=True)
-            variants[(size, name, "step: AdamW loop")] = step_timer(name, size, args.batch, foreach=False)
+            variants[(size, name, "step: AdamW foreach")] = step_timer(name, size, args.batch, adamw="foreach")
+            variants[(size, name, "step: AdamW loop")] = step_timer(name, size, args.batch, adamw="loop")
             variants[(size, name, "train: in memory")] = step_timer(name, size, args.batch, data=in_memory)
     times = {k: [] for k in variants}
     for fn in variants.values():  # warm-up (numba compile, allocator)
@@ -149,11 +181,11 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in times.items()}
     ips = {k: args.batch / v for k, v in med.items()}
 
-    print(f"\n{'input':>5} {'model':<12} {'variant':<18} {'img/s':>8} {'vs fp32 step':>12}")
+    print(f"\n{'input':>5} {'model':<12} {'variant':<20} {'img/s':>8} {'vs fp32 step':>12}")
     for (size, name, variant), v in ips.items():
         ref = ips.get((size, name, "step: fp32"))
         ratio = f"{v / ref:>11.2f}x" if ref else ""
-        print(f"{size:>5} {name:<12} {variant:<18} {v:>8.1f} {ratio:>12}")
+        print(f"{size:>5} {name:<12} {variant:<20} {v:>8.1f} {ratio:>12}")
     print("\nshare of a training step spent preparing its batch (data time / (data time + fp32 step time)):")
     for size in args.sizes:
         for name in args.models:
@@ -161,7 +193,7 @@ def main() -> None:
             for path in ("data: per-image", "data: in memory"):
                 d = med[(size, "-", path)]
                 print(f"  {size:>4} {name:<12} {path:<16} {d / (d + step):6.1%}")
-    print("\npeak memory (max RSS of a fresh process, 3 fp32 steps):")
+    print("\npeak memory added by 3 fp32 training steps (fresh process, above the imported model):")
     memory = {}
     for size in args.sizes:
         for name in args.models:

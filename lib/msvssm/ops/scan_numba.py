@@ -45,8 +45,9 @@ except Exception as exc:  # pragma: no cover - depends on the environment
 if numba is not None:
 
     @njit(parallel=True, cache=True, fastmath=False, nogil=True)
-    def _forward_kernel(u, delta, A, Bt, Ct, dg, y, last):  # pragma: no cover - compiled
-        """u, delta (b,d,l); A (d,n); Bt, Ct (b,g,l,n); writes y (b,d,l) and last (b,d,n)."""
+    def _forward_kernel(u, delta, A, Bt, Ct, dg, y, last, hs, save_states):  # pragma: no cover - compiled
+        """u, delta (b,d,l); A (d,n); Bt, Ct (b,g,l,n); writes y (b,d,l), last (b,d,n) and,
+        if ``save_states``, every state h_t into hs (b,d,l,n) for the backward."""
         nb, nd, L = u.shape
         N = A.shape[1]
         for item in prange(nb * nd):
@@ -62,16 +63,19 @@ if numba is not None:
                     hk = np.exp(dt * A[di, k]) * h[k] + Bt[bi, gi, t, k] * x
                     h[k] = hk
                     acc += Ct[bi, gi, t, k] * hk
+                    if save_states:
+                        hs[bi, di, t, k] = hk
                 y[bi, di, t] = acc
             for k in range(N):
                 last[bi, di, k] = h[k]
 
     @njit(parallel=True, cache=True, fastmath=False, nogil=True)
-    def _backward_kernel(u, delta, A, Bt, Ct, dy, dlast, dg, cs,
+    def _backward_kernel(u, delta, A, Bt, Ct, hs, dy, dlast, dg, cs,
                          du, ddelta, dA_part, dB_part, dC_part):  # pragma: no cover - compiled
         """Gradients of the core. Shapes: u, delta, dy, du, ddelta (b,d,l); A (d,n);
-        Bt, Ct (b,g,l,n); dlast (b,d,n); dA_part (b,d,n); dB_part, dC_part
-        (b,g,nch,l,n), zero-filled, nch = ceil(dg / cs) chunks of cs channels."""
+        Bt, Ct (b,g,l,n); hs (b,d,l,n), the states the forward saved; dlast (b,d,n);
+        dA_part (b,d,n); dB_part, dC_part (b,g,nch,l,n), zero-filled, nch = ceil(dg / cs)
+        chunks of cs channels."""
         nb, nd, L = u.shape
         N = A.shape[1]
         ng = nd // dg
@@ -83,20 +87,9 @@ if numba is not None:
             ci = rest % nch
             c0 = gi * dg + ci * cs
             c1 = min(c0 + cs, (gi + 1) * dg)
-            hs = np.empty((L, N), u.dtype)
-            dec = np.empty((L, N), u.dtype)
             gcar = np.empty(N, u.dtype)
             dacc = np.empty(N, u.dtype)
             for di in range(c0, c1):
-                # Recompute this channel's states and decays.
-                for t in range(L):
-                    dt = delta[bi, di, t]
-                    x = dt * u[bi, di, t]
-                    for k in range(N):
-                        e = np.exp(dt * A[di, k])
-                        dec[t, k] = e
-                        hp = hs[t - 1, k] if t > 0 else u.dtype.type(0.0)
-                        hs[t, k] = e * hp + Bt[bi, gi, t, k] * x
                 # Reverse pass.
                 for k in range(N):
                     gcar[k] = dlast[bi, di, k]
@@ -109,15 +102,16 @@ if numba is not None:
                     sgb = u.dtype.type(0.0)  # Σ_n g B
                     sga = u.dtype.type(0.0)  # Σ_n A g a h_{t-1}
                     for k in range(N):
+                        decay = np.exp(dt * A[di, k])  # the forward's exp(Δ_t A), recomputed
                         gk = Ct[bi, gi, t, k] * dyt + gcar[k]
-                        dC_part[bi, gi, ci, t, k] += dyt * hs[t, k]
+                        dC_part[bi, gi, ci, t, k] += dyt * hs[bi, di, t, k]
                         dB_part[bi, gi, ci, t, k] += gk * dtu
                         sgb += gk * Bt[bi, gi, t, k]
                         if t > 0:
-                            w = gk * dec[t, k] * hs[t - 1, k]
+                            w = gk * decay * hs[bi, di, t - 1, k]
                             sga += w * A[di, k]
                             dacc[k] += w * dt
-                        gcar[k] = gk * dec[t, k]
+                        gcar[k] = gk * decay
                     du[bi, di, t] = sgb * dt
                     ddelta[bi, di, t] = sgb * ut + sga
                 for k in range(N):
@@ -155,14 +149,18 @@ class _NumbaScanFn(torch.autograd.Function):
         last = torch.empty(b, d, n, dtype=dt)
         Bt = B.transpose(2, 3)  # (b, g, l, n): the n values of one step side by side
         Ct = C.transpose(2, 3)
+        # The backward reads the states instead of recomputing them (b*d*l*n floats: with
+        # VMamba's n = 1 as many as y).
+        save_states = any(ctx.needs_input_grad)
+        hs = torch.empty((b, d, l, n) if save_states else (1, 1, 1, 1), dtype=dt)
         _forward_kernel(_np(u, dt), _np(delta, dt), _np(A, dt), _np(Bt, dt), _np(Ct, dt), d // g,
-                        y.numpy(), last.numpy())
-        ctx.save_for_backward(u, delta, A, B, C)
+                        y.numpy(), last.numpy(), hs.numpy(), save_states)
+        ctx.save_for_backward(u, delta, A, B, C, hs)
         return y, last
 
     @staticmethod
     def backward(ctx, dy, dlast):
-        u, delta, A, B, C = ctx.saved_tensors
+        u, delta, A, B, C, hs = ctx.saved_tensors
         b, d, l = u.shape
         g, n = B.shape[1], B.shape[2]
         dg = d // g
@@ -180,7 +178,7 @@ class _NumbaScanFn(torch.autograd.Function):
         dC_part = torch.zeros(b, g, nch, l, n, dtype=dt)
         _backward_kernel(
             _np(u, dt), _np(delta, dt), _np(A, dt), _np(B.transpose(2, 3), dt), _np(C.transpose(2, 3), dt),
-            _np(dy, dt), _np(dlast, dt), dg, cs,
+            hs.numpy(), _np(dy, dt), _np(dlast, dt), dg, cs,
             du.numpy(), ddelta.numpy(), dA_part.numpy(), dB_part.numpy(), dC_part.numpy(),
         )
         dA = dA_part.sum(0)
