@@ -371,3 +371,15 @@ def test_in_memory_data_equals_decoding_each_image(images):
     ref = torch.stack([eval_transforms(32)(ds.load_image(i)) for i in range(4)])
     assert torch.equal(y, torch.tensor(ds.targets[:4]))
     torch.testing.assert_close(x, ref, atol=0.05, rtol=0)  # PIL vs torchvision resize of 40 -> 32
+
+
+def test_split_predictions_agree_with_the_saved_metrics(finished_run):
+    from msvssm.train import split_predictions
+
+    rows = split_predictions(finished_run)
+    m = json.loads((finished_run / "metrics.json").read_text())
+    assert len(rows) == m["n"]
+    assert rows["correct"].mean() == pytest.approx(m["accuracy"])
+    probs = rows.filter(like="p_").to_numpy()
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+    assert {"participant", "path", "label", "pred"} <= set(rows.columns)

@@ -9,6 +9,6 @@
 * :mod:`.sweep`      configs x seeds, a run cache, results tables with mean +- std
 """
 from .config import ConfigError, TrainConfig
-from .run import RunError, evaluate_run, is_complete, load_run_model, train
+from .run import RunError, evaluate_run, is_complete, load_run_model, split_predictions, train
 
-__all__ = ["ConfigError", "RunError", "TrainConfig", "evaluate_run", "is_complete", "load_run_model", "train"]
+__all__ = ["ConfigError", "RunError", "TrainConfig", "evaluate_run", "is_complete", "load_run_model", "split_predictions", "train"]

@@ -506,3 +506,33 @@ def evaluate_run(run: str | os.PathLike, split: str = "test", *, data: RunData |
         if (run / "history.csv").exists():
             plots.save_figure(plots.plot_training_curves(read_history(run), title=title), run, "curves", close=True)
     return metrics
+
+
+def split_predictions(run: str | os.PathLike, split: str = "test", *, data: RunData | None = None,
+                      device: torch.device | str = "cpu") -> pd.DataFrame:
+    """One row per image of ``split``, scored with the run's best checkpoint.
+
+    Columns: ``path`` (relative to the data folder), ``participant``, ``trial`` and the
+    other manifest columns of the split file, ``label`` and ``pred`` (class names),
+    ``correct`` and ``p_<class>`` (softmax probabilities). For analyses the summary
+    metrics hide: accuracy per participant, the errors themselves.
+    """
+    run = Path(run)
+    model, _, cfg = load_run_model(run, device)
+    if data is None:
+        data = load_run_data(cfg)
+    if split not in ("train", "val", "test"):
+        raise RunError(f"split must be train, val or test, not {split!r}")
+    side = getattr(data, split)
+    logits, labels = predict(model, BatchIterator(side, cfg.batch_size * 2, train=False, device=device))
+    probs = torch.softmax(logits, dim=1).numpy()
+    rows = pd.read_csv(data.split_file)
+    rows = rows[rows["split"] == split].reset_index(drop=True)
+    if list(rows["path"].astype(str)) != side.paths:
+        raise RunError(f"split file {data.split_file} no longer lists the {split} images the run decoded")
+    names = np.asarray(data.class_names)
+    out = rows.assign(label=names[labels.numpy()], pred=names[probs.argmax(1)])
+    out["correct"] = out["label"] == out["pred"]
+    for i, name in enumerate(data.class_names):
+        out[f"p_{name}"] = probs[:, i]
+    return out
