@@ -44,7 +44,7 @@ test-notebooks: $(STAMP)
 
 ## The main job: prepare the profile's data (resumable), run every notebook, write figures/.
 reproduce: $(STAMP)
-	$(BIN)/python -m msvssm.reproduce --profile $(PROFILE) --data $(DATA) --out $(BUILD)/notebooks $(if $(DEAP_ROOT),--deap-root $(DEAP_ROOT)) $(NOTEBOOKS)
+	$(BIN)/python -m msvssm.reproduce --profile $(PROFILE) --data $(DATA) --out $(BUILD)/notebooks --results $(BUILD)/results.md $(if $(DEAP_ROOT),--deap-root $(DEAP_ROOT)) $(NOTEBOOKS)
 
 ## Benchmarks: speed and memory, measured side by side, printed as ratios.
 bench: bench-scan bench-model bench-train bench-data

@@ -413,3 +413,64 @@ def plot_dspp_coverage(table: pd.DataFrame, receptive_field: int, title: str = "
     ax.legend(fontsize=7)
     ax.set_title(title or "What DSPP sees: map side against receptive field", fontsize=10)
     return fig
+
+
+# ----------------------------------------------------------------------------- results over seeds
+
+
+def plot_seed_bars(per_run: pd.DataFrame, order: Sequence[str], metric: str = "accuracy",
+                   paper: dict[str, float] | None = None, lines: dict[str, float] | None = None,
+                   title: str = "", group: str = "name") -> plt.Figure:
+    """Mean ± std over seeds as bars, each seed as a dot, the paper's value as a red diamond,
+    reference levels (HOG, constant guess) as dashed lines; values written on the bars."""
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.5 * len(order) + 1.5), 3.8))
+    for i, name in enumerate(order):
+        values = per_run.loc[per_run[group] == name, metric].to_numpy(dtype=float)
+        if len(values) == 0:
+            continue
+        mean, std = values.mean(), (values.std(ddof=1) if len(values) > 1 else 0.0)
+        ax.bar(i, mean, yerr=std, color="tab:blue", alpha=0.6, capsize=4, width=0.6)
+        ax.scatter(np.full(len(values), i) + np.linspace(-0.12, 0.12, len(values)), values, color="k", s=12, zorder=3)
+        label = f"{mean:.3f}" + (f"\n±{std:.3f}" if len(values) > 1 else "")
+        ax.text(i, mean / 2, label, ha="center", va="center", fontsize=8)
+        if paper and name in paper:
+            ax.scatter([i], [paper[name]], marker="D", color="tab:red", s=30, zorder=4,
+                       label="paper (real DEAP)" if i == min(j for j, n in enumerate(order) if n in paper) else None)
+    for k, (label, value) in enumerate((lines or {}).items()):
+        ax.axhline(value, ls="--", lw=1, color=f"C{k + 2}", label=f"{label}: {value:.3f}")
+    ax.set_xticks(range(len(order)))
+    ax.set_xticklabels([n.replace("+", "\n+") for n in order], fontsize=8)
+    ax.set_ylabel(f"test {metric.replace('_', ' ')}")
+    ax.set_ylim(0, 1.05)
+    ax.set_title(title, fontsize=9)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_learned_scales(layer_scale: pd.DataFrame, gates: pd.DataFrame, title: str = "") -> plt.Figure:
+    """Left: mean |Λ| per block after training against its initial value (log scale).
+    Right: the mean SE gate per block and direction (0.5 = the value at initialisation)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    ax = axes[0]
+    if not layer_scale.empty:
+        labels = [f"s{r.stage}b{r.block}" for r in layer_scale.itertuples()]
+        ax.bar(labels, layer_scale["abs_mean"], color="tab:green", alpha=0.7, label="mean |Λ| after training")
+        ax.scatter(labels, layer_scale["abs_max"], marker="_", s=120, color="k", label="max |Λ|")
+        ax.axhline(layer_scale["init"].iloc[0], ls="--", color="tab:red", label=f"init {layer_scale['init'].iloc[0]:g}")
+        ax.set_yscale("log")
+        ax.legend(fontsize=7)
+    ax.set_title("Layer Scale Λ per block (stage s, block b)", fontsize=9)
+    ax = axes[1]
+    if not gates.empty:
+        pivot = gates.assign(blk=[f"s{r.stage}b{r.block}" for r in gates.itertuples()]).pivot_table(
+            index="direction", columns="blk", values="gate_mean", sort=False)
+        sns.heatmap(pivot, annot=True, fmt=".2f", cmap="coolwarm", center=0.5, ax=ax, cbar_kws={"label": "mean gate"},
+                    annot_kws={"fontsize": 7})
+        ax.set_xlabel("block")
+        ax.set_ylabel("")
+    ax.set_title("SE-SS2D gate per scan direction (mean over test images, channels)", fontsize=9)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -3,9 +3,13 @@
     python -m msvssm.reproduce --profile cpu [--data data] [--out build/notebooks] [notebooks ...]
 
 Prepares the dataset of the profile first (resumable), then executes every
-notebook in order with the parameters ``profile``, ``data_dir`` and
-``figures_dir``. Executed copies go to ``--out`` (written atomically, so a
-killed run never leaves a half-written notebook); figures go to ``figures/``.
+notebook in order with the parameters ``profile``, ``data_dir``, ``figures_dir``,
+``results_dir`` and ``deap_root``. Executed copies go to ``--out`` (written
+atomically, so a killed run never leaves a half-written notebook); figures go to
+``figures/``; the numbers each notebook records (:mod:`msvssm.results`) are joined
+into ``build/results.md``. Training runs are cached in the data folder's ``runs/``
+(the sweep cache), so a second reproduction trains nothing. A failing notebook stops
+the command with its name and a non-zero exit status.
 """
 from __future__ import annotations
 
@@ -39,6 +43,16 @@ def run_notebook(source: Path, out_dir: Path, parameters: dict, cwd: Path | None
     return target
 
 
+def _git_commit() -> str:
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="*", type=Path, help="default: notebooks/[0-9][0-9]_*.ipynb")
@@ -47,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--figures", type=Path, default=REPO / "figures", help="figures folder")
     parser.add_argument("--out", type=Path, default=REPO / "build" / "notebooks", help="executed notebooks")
     parser.add_argument("--deap-root", type=Path, default=None, help="the real DEAP instead of synthetic data")
+    parser.add_argument("--results", type=Path, default=REPO / "build" / "results.md",
+                        help="every recorded number, joined (fragments in a folder beside it)")
     args = parser.parse_args(argv)
     setup_logging()
 
@@ -60,17 +76,35 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     log.info("profile %s: preparing data in %s", profile.name, args.data)
     prepare_faces(args.data, profile, deap_root=args.deap_root)
+    results_dir = args.results.with_suffix("")  # build/results/: one fragment per recorded result
     params = dict(
         profile=profile.name,
         data_dir=str(args.data.resolve()),
         figures_dir=str(args.figures.resolve()),
+        results_dir=str(results_dir.resolve()),
         deap_root=str(args.deap_root.resolve()) if args.deap_root else "",
     )
+    from . import results
+
+    for nb in notebooks:  # fragments of the notebooks about to run are rewritten by them
+        for old in results_dir.glob(f"{nb.name[:2]}-*.md"):
+            old.unlink()
+    t_all = time.perf_counter()
     for nb in notebooks:
         t0 = time.perf_counter()
         log.info("running %s", nb.name)
-        target = run_notebook(nb.resolve(), args.out, params)
+        try:
+            target = run_notebook(nb.resolve(), args.out, params)
+        except Exception as err:  # papermill's error names the cell; say which notebook it was
+            log.error("notebook %s failed: %s", nb.name, str(err).strip().splitlines()[-1] if str(err).strip() else err)
+            log.error("the partly executed copy is not kept; run it alone with: python -m msvssm.reproduce "
+                      "--profile %s %s", profile.name, nb)
+            return 1
         log.info("%s done in %.0f s -> %s", nb.name, time.perf_counter() - t0, target)
+    data_label = f"real DEAP at {args.deap_root}" if args.deap_root else f"synthetic DEAP ({profile.synth_scale} scale)"
+    out = results.collect(results_dir, args.results, profile=profile.name, data=data_label, commit=_git_commit(),
+                          notebooks=[nb.stem for nb in notebooks])
+    log.info("all %d notebooks ran in %.1f min; results in %s", len(notebooks), (time.perf_counter() - t_all) / 60, out)
     log.info("figures in %s", args.figures)
     return 0
 

@@ -85,12 +85,15 @@ class PathSqueezeExcite(nn.Module):
 
     def forward(self, y: Tensor) -> Tensor:
         """y: (b, K, channels, height, width) -> same shape, each direction's channels reweighted."""
+        return y * self.gates(y)[..., None, None]  # (b, K, channels, height, width)
+
+    def gates(self, y: Tensor) -> Tensor:
+        """The excitation w_k of every direction: y (b, K, channels, height, width) -> (b, K, channels) in (0, 1)."""
         squeeze = y.mean(dim=(-2, -1))  # (b, K, channels)
         hidden = torch.einsum("bkc,kjc->bkj", squeeze, self.fc1_weight) + self.fc1_bias  # (b, K, hidden)
         hidden = F.relu(hidden)  # (b, K, hidden)
         gate = torch.einsum("bkj,kcj->bkc", hidden, self.fc2_weight) + self.fc2_bias  # (b, K, channels)
-        gate = torch.sigmoid(gate)  # (b, K, channels)
-        return y * gate[..., None, None]  # (b, K, channels, height, width)
+        return torch.sigmoid(gate)  # (b, K, channels)
 
     def extra_repr(self) -> str:
         directions, hidden, channels = self.fc1_weight.shape

@@ -143,3 +143,26 @@ def write_table(table: pd.DataFrame, stem: str | os.PathLike) -> tuple[Path, Pat
     with atomic_path(md_path) as tmp:
         tmp.write_text(format_mean_std(table).to_markdown(index=False, floatfmt=".4g") + "\n", encoding="utf-8")
     return csv_path, md_path
+
+
+def step_gains(table: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
+    """For consecutive rows of a :func:`summarise` table: the gain in ``metric`` and whether it
+    exceeds the seed-to-seed spread.
+
+    The rule, stated so a reader can check it: a gain *exceeds the spread* when it is larger
+    than the two rows' standard deviations added (their mean ± std bars do not overlap). With
+    one seed there is no spread and the verdict is "one seed: unknown".
+    """
+    rows = []
+    for (_, before), (_, after) in zip(table.iloc[:-1].iterrows(), table.iloc[1:].iterrows()):
+        gain = after[f"{metric}_mean"] - before[f"{metric}_mean"]
+        spread = after[f"{metric}_std"] + before[f"{metric}_std"]
+        if min(before["seeds"], after["seeds"]) < 2:
+            verdict = "one seed: unknown"
+        elif abs(gain) > spread:
+            verdict = "gain exceeds the spread" if gain > 0 else "loss exceeds the spread"
+        else:
+            verdict = "within the seed-to-seed spread"
+        rows.append({"step": f"{before['name']} -> {after['name']}", "gain": gain, "std_sum": spread,
+                     "verdict": verdict})
+    return pd.DataFrame(rows)

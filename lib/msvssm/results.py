@@ -1,0 +1,105 @@
+"""Every number the notebooks produce, gathered into one file: ``build/results.md``.
+
+A notebook calls :func:`record` for each table or statement it reports; each call writes
+one Markdown fragment ``RESULTS_DIR/<notebook>-<nn>-<slug>.md`` (atomically), with the data
+it came from and the run folders it was computed from. ``make reproduce`` clears the
+folder before the first notebook and calls :func:`collect` after the last, which joins
+the fragments in notebook order under a header (date, profile, data, git commit).
+
+    from msvssm import results
+    results.record(results_dir, "08", "Table 3: ablation", table, data="synthetic DEAP",
+                   runs=per_run["run"])
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import re
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from .utils import atomic_write_text
+
+
+def _slug(title: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")[:60] or "result"
+
+
+def as_markdown(obj) -> str:
+    """A DataFrame/Series as a Markdown table (floats with 4 significant digits); anything else as text."""
+    if isinstance(obj, pd.Series):
+        obj = obj.to_frame()
+    if isinstance(obj, pd.DataFrame):
+        index = not isinstance(obj.index, pd.RangeIndex)
+        return obj.to_markdown(index=index, floatfmt=".4g")
+    return str(obj)
+
+
+def record(results_dir: str | os.PathLike | None, notebook: str, title: str, obj, *, data: str = "",
+           runs: Iterable[str | os.PathLike] = (), note: str = "") -> Path | None:
+    """Write one result fragment; returns its path (None when ``results_dir`` is empty: not collecting).
+
+    ``notebook`` is the two-digit number ("08"); ``data`` says what the numbers were measured
+    on (always say "synthetic DEAP" when they were); ``runs`` are the run folders behind them.
+    Recording the same title again replaces the fragment, so re-running a notebook is safe.
+    """
+    if not results_dir:
+        return None
+    folder = Path(results_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    slug = _slug(title)
+    existing = sorted(folder.glob(f"{notebook}-*-{slug}.md"))
+    if existing:
+        path = existing[0]
+    else:
+        count = len(list(folder.glob(f"{notebook}-*.md")))
+        path = folder / f"{notebook}-{count:02d}-{slug}.md"
+    parts = [f"### {title}", ""]
+    if data:
+        parts += [f"*Data:* {data}", ""]
+    parts += [as_markdown(obj), ""]
+    if note:
+        parts += [note, ""]
+    runs = sorted({Path(r).name for r in runs})
+    if runs:
+        parts += ["<details><summary>runs (" + str(len(runs)) + ")</summary>", "",
+                  ", ".join(f"`{r}`" for r in runs), "", "</details>", ""]
+    atomic_write_text(path, "\n".join(parts))
+    return path
+
+
+NOTEBOOK_TITLES = {
+    "00": "00 Start here", "01": "01 Data preprocessing", "02": "02 The selective scan", "03": "03 SS2D",
+    "04": "04 SE-SS2D", "05": "05 Layer Scale", "06": "06 DSPP", "07": "07 Training MS-VSSM",
+    "08": "08 Ablation (Table 3)", "09": "09 Baselines (Tables 2 and 4)", "10": "10 Evaluation protocols",
+    "11": "11 Looking inside",
+}
+
+
+def collect(results_dir: str | os.PathLike, out: str | os.PathLike, *, profile: str, data: str,
+            commit: str = "", notebooks: Iterable[str] = ()) -> Path:
+    """Join the fragments into ``out`` in notebook order, under a header; returns ``out``."""
+    folder = Path(results_dir)
+    fragments = sorted(folder.glob("[0-9][0-9]-*.md"))
+    when = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    lines = ["# Results of the last reproduction", "",
+             f"Written by `make reproduce` on {when}: profile `{profile}`, data: {data}"
+             + (f", git commit `{commit}`" if commit else "") + ".",
+             "Every table below was computed by the notebook named above it, on that data; the run folders"
+             " behind each table are listed under it. Runs live in the data folder's `runs/` (the sweep cache).",
+             ""]
+    if notebooks:
+        lines += ["Notebooks executed: " + ", ".join(notebooks) + ".", ""]
+    current = None
+    for path in fragments:
+        nb = path.name[:2]
+        if nb != current:
+            lines += [f"## {NOTEBOOK_TITLES.get(nb, nb)}", ""]
+            current = nb
+        lines += [path.read_text(encoding="utf-8").rstrip(), ""]
+    if not fragments:
+        lines += ["(no notebook recorded a result)", ""]
+    atomic_write_text(out, "\n".join(lines))
+    return Path(out)
