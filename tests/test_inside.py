@@ -1,0 +1,244 @@
+"""msvssm.inside: effective receptive fields, saliency, errors per participant, the sample photo."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from msvssm import exercises, inside
+from msvssm.models import build_model
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ----------------------------------------------------------------------------- geometry of the centre
+
+
+def test_rf_centre_matches_a_real_conv_stack():
+    """Back-propagate from one output cell through 5 stride-2 3x3 convs (padding 1): the touched input
+    pixels are centred on 32 * index, as rf_centre says, not on the middle of the cell's 32-px block."""
+    stack = nn.Sequential(*(nn.Conv2d(1, 1, 3, stride=2, padding=1, bias=False) for _ in range(5)))
+    for conv in stack:
+        nn.init.constant_(conv.weight, 1.0)
+    x = torch.zeros(1, 1, 160, 160, requires_grad=True)
+    out = stack(x)  # (1, 1, 5, 5)
+    for i in (1, 2, 3):
+        (grad,) = torch.autograd.grad(out[0, 0, i, i], x, retain_graph=True)
+        rows = torch.nonzero(grad[0, 0].abs().sum(1)).flatten()
+        assert (rows.min() + rows.max()).item() / 2 == inside.rf_centre(i) == 32 * i
+        assert rows.max() - rows.min() + 1 <= 63  # the stack's theoretical receptive field
+
+
+@pytest.mark.parametrize("image_size,expected", [(32, 64), (64, 128), (100, 256), (224, 448)])
+def test_erf_input_size_is_large_and_centres_the_middle_cell(image_size, expected):
+    size = inside.erf_input_size(image_size)
+    assert size == expected
+    side = exercises.true_stage_sizes(size)[-1]
+    assert side % 2 == 0
+    assert abs(inside.rf_centre(inside.feature_centre(side, side)[0]) - (size - 1) / 2) <= 0.5
+
+
+# ----------------------------------------------------------------------------- numbers from a map
+
+
+def test_centre_square_side_and_mass_outside_centre():
+    delta = np.zeros((9, 9))
+    delta[4, 4] = 1.0
+    assert inside.centre_square_side(delta, 0.5) == 1
+    assert inside.centre_square_side(delta, 1.0) == 1
+    assert inside.mass_outside_centre(delta) == pytest.approx(0.0)
+    flat = np.ones((9, 9))
+    assert inside.centre_square_side(flat, 0.5) == 7  # 49 / 81 >= 0.5 > 25 / 81
+    assert inside.centre_square_side(flat, 1.0) == 9
+    assert inside.mass_outside_centre(np.ones((64, 64))) == pytest.approx(0.75)  # central quarter of the area
+    corner = np.zeros((16, 16))
+    corner[0, 0] = 1.0
+    assert inside.mass_outside_centre(corner) == 1.0
+    assert inside.centre_square_side(corner, 0.5) >= 16
+    with pytest.raises(ValueError):
+        inside.centre_square_side(np.zeros((4, 4)))
+
+
+def test_erf_summary_and_power_scale():
+    yy, xx = np.mgrid[0:33, 0:33]
+    blob = np.exp(-((yy - 16) ** 2 + (xx - 16) ** 2) / 20.0)
+    s = inside.erf_summary(blob)
+    assert (s["peak_row"], s["peak_col"]) == (16, 16)
+    assert s["peak_offset_px"] == 0 and s["mass_centre_offset_px"] < 1e-9
+    assert s["side50_px"] < 15 and s["outside_centre_share"] < 0.05
+    scaled = inside.power_scale(blob)
+    assert scaled.max() == pytest.approx(1.0) and scaled.min() >= 0
+    assert scaled[16, 0] > blob[16, 0] / blob.max()  # x ** 0.25 lifts the tails
+
+
+# ----------------------------------------------------------------------------- ERF of real models
+
+
+def _images(n: int, size: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def test_input_gradient_map_shape_and_reduce():
+    torch.manual_seed(0)
+    model = build_model("vssm_nano", num_classes=4).eval()
+    x = _images(2, 64)
+    relu = inside.input_gradient_map(model, x)
+    absolute = inside.input_gradient_map(model, x, reduce="abs")
+    assert relu.shape == absolute.shape == (64, 64)
+    assert np.isfinite(relu).all() and (relu >= 0).all() and relu.sum() > 0
+    assert (absolute >= relu - 1e-12).all()  # |g| >= relu(g), per channel and summed
+    assert x.grad is None  # the caller's tensor is left alone
+    with pytest.raises(ValueError):
+        inside.input_gradient_map(model, x, reduce="square")
+
+
+def test_untrained_msvssm_erf_is_centred_and_local_vssm_reaches_further():
+    """At initialisation Layer Scale (1e-5) mutes MS-VSSM's scan: its ERF is the convolutions' box of
+    about 63 px, centred; the plain VSSM (no Layer Scale) already reaches the whole image."""
+    x = _images(2, 128)
+    torch.manual_seed(0)
+    ms = inside.effective_receptive_field(build_model("msvssm_nano", num_classes=4).eval(), x)
+    torch.manual_seed(0)
+    plain = inside.effective_receptive_field(build_model("vssm_nano", num_classes=4).eval(), x)
+    for erf in (ms, plain):
+        assert erf.shape == (128, 128) and np.isfinite(erf).all() and erf.sum() > 0
+    s_ms, s_plain = inside.erf_summary(ms), inside.erf_summary(plain)
+    assert s_ms["mass_centre_offset_px"] < 4, s_ms
+    assert abs(s_ms["peak_row"] - 63.5) < 32 and abs(s_ms["peak_col"] - 63.5) < 32, s_ms  # inside the conv box
+    assert s_ms["outside_centre_share"] < 0.1, s_ms
+    assert s_plain["outside_centre_share"] > s_ms["outside_centre_share"] + 0.2, (s_plain, s_ms)
+    with pytest.raises(ValueError):
+        inside.effective_receptive_field(build_model("msvssm_nano", num_classes=4).eval(), x[:0])
+
+
+# ----------------------------------------------------------------------------- saliency
+
+
+@pytest.mark.parametrize("method", ["saliency", "integrated_gradients"])
+def test_saliency_maps_are_finite_maps_of_the_image_size(method):
+    torch.manual_seed(0)
+    model = build_model("msvssm_nano", num_classes=4).eval()
+    x = _images(3, 32)
+    maps = inside.saliency_maps(model, x, [0, 1, 2], method=method, n_steps=4)
+    assert maps.shape == (3, 32, 32)
+    assert np.isfinite(maps).all() and (maps >= 0).all()
+    assert (maps.reshape(3, -1).max(1) > 0).all()
+    shown = inside.normalise_per_image(maps)
+    assert shown.min() >= 0 and shown.max() == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        inside.saliency_maps(model, x, [0, 1, 2], method="gradcam")
+
+
+def test_saliency_depends_on_the_target():
+    torch.manual_seed(0)
+    model = build_model("vssm_nano", num_classes=4).eval()
+    x = _images(1, 32)
+    a, b = (inside.saliency_maps(model, x, [t]) for t in (0, 3))
+    assert not np.allclose(a, b)
+
+
+# ----------------------------------------------------------------------------- errors per participant
+
+
+def _fake_synthetic_faces(tmp_path: Path, seed: int = 3) -> Path:
+    from msvssm.data.synth import resolve_params
+
+    synth = tmp_path / "synth"
+    synth.mkdir()
+    (synth / "synth_meta.json").write_text(json.dumps({"seed": seed, "params": resolve_params("tiny")}))
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    (faces / "preprocess_config.json").write_text(json.dumps({"root": str(synth), "params": {"size": 64}}))
+    return faces
+
+
+def test_participant_expressivity_recomputes_the_generator_draw(tmp_path):
+    from msvssm.data.synth import make_participant, resolve_params
+
+    table = inside.participant_expressivity(_fake_synthetic_faces(tmp_path))
+    params = resolve_params("tiny")
+    assert list(table["participant"]) == list(range(1, params["n_participants"] + 1))
+    for row in table.itertuples():
+        assert row.expressivity == make_participant(3, row.participant, params).expressivity
+        assert row.weak == (row.expressivity < inside.WEAK_EXPRESSIVITY)
+    assert inside.participant_expressivity(tmp_path) is None  # no preprocess_config.json: not synthetic
+
+
+def test_weak_expressers_are_drawn_below_the_threshold():
+    from msvssm.data.synth import make_participant, resolve_params
+
+    params = resolve_params("default")
+    values = np.array([make_participant(seed, p, params).expressivity for seed in range(4) for p in range(1, 13)])
+    assert ((values < 0.4) | (values >= 0.55)).all()  # two separate ranges: the threshold 0.45 splits them
+    assert (values < inside.WEAK_EXPRESSIVITY).any() and (values > inside.WEAK_EXPRESSIVITY).any()
+
+
+def test_error_rates_by_participant_and_pooled_rate():
+    preds = pd.DataFrame({"participant": [1, 1, 1, 1, 2, 2, 3], "correct": [True, True, True, False, False, True, False]})
+    expr = pd.DataFrame({"participant": [1, 2, 3], "expressivity": [1.0, 0.3, 0.2], "weak": [False, True, True]})
+    table = inside.error_rates_by_participant(preds, expr).set_index("participant")
+    assert table.loc[1, "images"] == 4 and table.loc[1, "errors"] == 1
+    assert table["error_rate"].to_dict() == {1: 0.25, 2: 0.5, 3: 1.0}
+    assert table.loc[3, "weak"]
+    assert inside.pooled_error_rate(preds, [2, 3]) == pytest.approx(2 / 3)  # pooled, not (0.5 + 1) / 2
+    assert math.isnan(inside.pooled_error_rate(preds, [9]))
+
+
+# ----------------------------------------------------------------------------- the sample photo
+
+
+def _faces_found(path: Path) -> int:
+    import cv2
+
+    from msvssm.data.faces import create_detector, detect_faces
+
+    rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    return len(detect_faces(create_detector(), rgb))
+
+
+def test_make_sample_photo_is_small_and_dlib_finds_the_face(tmp_path):
+    path = inside.make_sample_photo(tmp_path / "face.jpg")
+    assert path.stat().st_size < 60_000
+    assert _faces_found(path) == 1
+
+
+def test_committed_sample_photo_is_the_generated_one():
+    asset = REPO / "assets" / "sample_face.jpg"
+    assert asset.exists(), "assets/sample_face.jpg is missing: python tools/make_sample_photo.py"
+    assert asset.stat().st_size < 60_000
+    assert _faces_found(asset) == 1
+    from PIL import Image
+
+    with Image.open(asset) as im:
+        committed = np.asarray(im.convert("RGB"), dtype=float)
+    fresh = inside.render_sample_face()[..., ::-1].astype(float)  # BGR -> RGB, before JPEG
+    assert committed.shape == fresh.shape
+    assert np.abs(committed - fresh).mean() < 3  # the same picture up to JPEG loss
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def test_figures_are_drawn(tmp_path):
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    erf = np.random.default_rng(0).random((16, 16))
+    fig = inside.plot_erf_maps({"a": erf, "b": erf ** 2}, title="t")
+    plt.close(fig)
+    faces = torch.randint(0, 255, (2, 3, 16, 16), dtype=torch.uint8)
+    plt.close(inside.plot_saliency(faces, {"Saliency": np.random.rand(2, 16, 16)}, ["x", "y"]))
+    table = pd.DataFrame({"participant": [1, 2], "images": [10, 5], "errors": [1, 3], "error_rate": [0.1, 0.6],
+                          "expressivity": [1.0, 0.2], "weak": [False, True]})
+    plt.close(inside.plot_error_vs_expressivity(table))
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "f.png")
+    rows = pd.DataFrame({"path": ["f.png"], "participant": [2], "label": ["HVHA"], "pred": ["LVLA"], "p_LVLA": [0.7]})
+    plt.close(inside.plot_misclassified(tmp_path, rows))
+    plt.close(inside.plot_misclassified(tmp_path, rows.iloc[:0]))
+    plt.close(inside.plot_prediction(tmp_path / "f.png", {"HVHA": 0.2, "LVLA": 0.8}))
