@@ -1,4 +1,4 @@
-"""Checks for the exercises of the notebooks (00-06 concepts, 07 training).
+"""Checks for the exercises of the notebooks (00-06 concepts, 07 training, 11 looking inside).
 
 Each ``check_*`` takes the student's function and returns ``(ok, message)``. It never
 raises: an unsolved stub (``NotImplementedError`` or ``None``), an exception or a wrong
@@ -449,6 +449,102 @@ def check_recall_from_confusion(fn: Callable) -> Result:
     return _close(got, np.diag(counts) / counts.sum(axis=1), rtol=1e-6, atol=1e-9)
 
 
+# ----------------------------------------------------------------------------- 11 looking inside
+
+
+def check_rf_centre(fn: Callable) -> Result:
+    """Exercise 11.1: ``rf_centre(index, n_convs)`` -> input pixel at the centre of output cell ``index``'s
+    receptive field, through ``n_convs`` 3x3 convolutions with stride 2 and padding 1."""
+    for index, n in ((0, 5), (1, 5), (2, 5), (3, 5), (1, 1), (3, 1), (2, 3), (5, 2)):
+        got, why = _call(fn, index, n)
+        if why:
+            return False, why
+        # the truth, by following the window of one output pixel back through the convs
+        lo = hi = index
+        for _ in range(n):
+            lo, hi = 2 * lo - 1, 2 * hi + 1  # out j reads in 2j-1 .. 2j+1 (padding 1 shifts by one)
+        want = (lo + hi) / 2
+        try:
+            got = float(got)
+        except Exception:
+            return False, f"rf_centre({index}, {n}) should return a number, got {got!r}"
+        if abs(got - want) > 1e-9:
+            block = 2 ** n * index + (2 ** n - 1) / 2
+            hint = (" (that is the middle of the cell's block of 2^n pixels; with padding 1 output j reads "
+                    "inputs 2j-1, 2j, 2j+1, centred on 2j)") if abs(got - block) < 0.51 else ""
+            return False, f"rf_centre({index}, {n}) = {got:g}, expected {want:g}{hint}"
+    return True, "2^n x index: cell i of the last stage looks at pixel 32 i"
+
+
+def check_centre_square_side(fn: Callable) -> Result:
+    """Exercise 11.2: ``centre_square_side(erf, share)`` -> the odd side of the smallest square centred on
+    (H // 2, W // 2) that holds at least ``share`` of the map's mass."""
+    from .inside import centre_square_side as truth
+
+    delta = np.zeros((9, 9))
+    delta[4, 4] = 1.0
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:16, 0:16]
+    blob = np.exp(-((yy - 8) ** 2 + (xx - 8) ** 2) / 18.0)
+    cases = [(delta, 1.0), (delta, 0.5), (np.ones((9, 9)), 0.5), (np.ones((9, 9)), 1.0), (blob, 0.5), (blob, 0.9),
+             (rng.random((12, 12)), 0.3), (rng.random((15, 15)) ** 4, 0.75)]
+    for erf, share in cases:
+        got, why = _call(fn, erf.copy(), share)
+        if why:
+            return False, why
+        want = truth(erf, share)
+        try:
+            got = int(got)
+        except Exception:
+            return False, f"return the side as an integer, got {got!r}"
+        if got != want:
+            hint = ""
+            if got == (want - 1) // 2:
+                hint = " (that is the half-width i; the side of the square is 2 i + 1)"
+            elif share == 1.0:
+                hint = " (\"at least\" the share: use >=, a square holding all of the mass qualifies)"
+            return False, f"a {erf.shape[0]}x{erf.shape[1]} map, share {share}: got {got}, expected {want}{hint}"
+    return True, "sides 1, 3, 5, ... around the centre until the share is reached"
+
+
+def _toy_predictions():
+    import pandas as pd
+
+    rng = np.random.default_rng(1)
+    counts = {1: 40, 2: 10, 3: 25, 4: 5, 5: 30, 6: 12}
+    error_p = {1: 0.1, 2: 0.6, 3: 0.2, 4: 0.8, 5: 0.05, 6: 0.3}
+    rows = [{"participant": p, "correct": bool(rng.random() >= error_p[p])} for p, n in counts.items() for _ in range(n)]
+    expressivity = pd.DataFrame({"participant": list(counts), "expressivity": [0.9, 0.2, 0.7, 0.3, 1.1, 0.35]})
+    return pd.DataFrame(rows), expressivity
+
+
+def check_weakest_error_rate(fn: Callable) -> Result:
+    """Exercise 11.3: ``weakest_error_rate(predictions, expressivity, k)`` -> error rate pooled over all images
+    of the ``k`` participants with the lowest expressivity."""
+    preds, expr = _toy_predictions()
+    for k in (1, 2, 3):
+        got, why = _call(fn, preds.copy(), expr.copy(), k)
+        if why:
+            return False, why
+        weakest = expr.nsmallest(k, "expressivity")["participant"]
+        rows = preds[preds["participant"].isin(weakest)]
+        want = 1 - rows["correct"].mean()
+        per_person = (1 - rows.groupby("participant")["correct"].mean()).mean()
+        try:
+            got = float(got)
+        except Exception:
+            return False, f"weakest_error_rate should return a number, got {got!r}"
+        if abs(got - want) > 1e-9:
+            if abs(got - per_person) < 1e-9:
+                hint = " (that is the mean of the per-person rates: pool the images, each image counts once)"
+            elif abs(got - (1 - want)) < 1e-9:
+                hint = " (that is the accuracy; the error rate is 1 - accuracy)"
+            else:
+                hint = " (the weakest are the k LOWEST expressivities)"
+            return False, f"k = {k}: got {got:.4f}, expected {want:.4f}{hint}"
+    return True, "pooled over the images of the k least expressive people"
+
+
 EXERCISES: dict[str, dict[str, Callable[[Callable], Result]]] = {
     "00": {"stage_sizes": check_stage_sizes, "dspp_share": check_dspp_share},
     "01": {"quadrant": check_quadrant, "split_by_participant": check_split_by_participant,
@@ -459,4 +555,143 @@ EXERCISES: dict[str, dict[str, Callable[[Callable], Result]]] = {
     "05": {"fold_layer_scale": check_fold_layer_scale, "residual_std": check_residual_growth},
     "06": {"receptive_field": check_branch_receptive_field, "dspp_params": check_dspp_params},
     "07": {"overfit_one_batch": check_overfit_one_batch, "recall_from_confusion": check_recall_from_confusion},
+    "11": {"rf_centre": check_rf_centre, "centre_square_side": check_centre_square_side,
+           "weakest_error_rate": check_weakest_error_rate},
 }
+
+
+# ----------------------------------------------------------------------------- 08 ablation
+
+
+def check_mean_and_std(fn: Callable) -> Result:
+    """Exercise 08.1: ``mean_and_std(values)`` -> (mean, sample std with ddof=1; 0.0 for a single value)."""
+    cases = [[0.81, 0.86, 0.84], [0.5, 0.7], [0.9]]
+    for values in cases:
+        got, err = _call(fn, list(values))
+        if err:
+            return False, err
+        want_std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+        ok, msg = _close(got, [float(np.mean(values)), want_std], rtol=1e-6, atol=1e-9)
+        if not ok:
+            hint = " (divide by n - 1, not n: ddof=1)" if len(values) > 1 and abs(
+                np.asarray(got, dtype=float)[-1] - np.std(values)) < 1e-9 else ""
+            return False, f"for {values}: {msg}{hint}"
+    return True, "the sample std is what pandas' .std() gives (ddof=1); numpy's np.std defaults to ddof=0"
+
+
+def check_extra_params(fn: Callable) -> Result:
+    """Exercise 08.2: ``extra_params(flag)`` -> parameters one flag adds to msvssm_nano (other flags off)."""
+    from .models import build_model
+
+    def count(**flags):
+        return sum(p.numel() for p in build_model("msvssm_nano", num_classes=4, **flags).parameters())
+
+    off = dict(path_se=False, layer_scale=False, dspp=False)
+    base = count(**off)
+    for flag in ("path_se", "layer_scale", "dspp"):
+        got, err = _call(fn, flag)
+        if err:
+            return False, err
+        want = count(**{**off, flag: True}) - base
+        if int(got) != want:
+            return False, f"{flag}: {got}, expected {want}"
+    return True, ""
+
+
+EXERCISES.update({"08": {"mean_and_std": check_mean_and_std, "extra_params": check_extra_params}})
+
+
+# ----------------------------------------------------------------------------- 09 baselines
+
+
+def check_fold_bn(fn: Callable) -> Result:
+    """Exercise 09.1: ``fold_bn(weight, bias, bn)`` -> (W', b') with conv'(x) == bn(conv(x)) in eval mode."""
+    import torch.nn as nn
+
+    torch.manual_seed(0)
+    for bias in (True, False):
+        conv = nn.Conv2d(3, 5, 3, padding=1, bias=bias)
+        bn = nn.BatchNorm2d(5)
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.data.uniform_(0.5, 1.5)
+        bn.bias.data.uniform_(-1, 1)
+        bn.eval()
+        got, err = _call(fn, conv.weight.detach().clone(), None if conv.bias is None else conv.bias.detach().clone(), bn)
+        if err:
+            return False, err
+        try:
+            w, b = got
+            x = torch.randn(2, 3, 8, 8)
+            out = torch.nn.functional.conv2d(x, torch.as_tensor(w), torch.as_tensor(b), padding=1)
+        except Exception as exc:
+            return False, f"cannot use your (W', b') as a conv: {type(exc).__name__}: {exc}"
+        with torch.no_grad():
+            want = bn(conv(x))
+        ok, msg = _close(out.detach(), want, rtol=1e-4, atol=1e-5)
+        if not ok:
+            return False, f"conv {'with' if bias else 'without'} bias: {msg}"
+    return True, "RepViT's fuse() does this for every conv + BN pair, then adds its parallel branches"
+
+
+def check_conv_macs(fn: Callable) -> Result:
+    """Exercise 09.2: ``conv_macs(c_in, c_out, k, h_out, w_out, groups)`` -> fvcore's count for a bias-free conv."""
+    import torch.nn as nn
+    from fvcore.nn import FlopCountAnalysis
+
+    for c_in, c_out, k, stride, groups, size in [(3, 16, 3, 2, 1, 32), (32, 32, 3, 1, 32, 16), (16, 24, 1, 1, 1, 8),
+                                                  (8, 8, 5, 1, 2, 10)]:
+        conv = nn.Conv2d(c_in, c_out, k, stride=stride, padding=k // 2, groups=groups, bias=False)
+        x = torch.zeros(1, c_in, size, size)
+        h_out = conv(x).shape[-1]
+        want = FlopCountAnalysis(conv, x).unsupported_ops_warnings(False).total()
+        got, err = _call(fn, c_in, c_out, k, h_out, h_out, groups)
+        if err:
+            return False, err
+        if int(got) != want:
+            return False, f"conv {c_in}->{c_out}, k={k}, groups={groups}, output {h_out}x{h_out}: {got}, fvcore {want}"
+    return True, ""
+
+
+EXERCISES.update({"09": {"fold_bn": check_fold_bn, "conv_macs": check_conv_macs}})
+
+
+# ----------------------------------------------------------------------------- 10 protocols
+
+
+def check_per_participant_accuracy(fn: Callable) -> Result:
+    """Exercise 10.1: ``per_participant_accuracy(df)`` -> Series of accuracy indexed by participant."""
+    import pandas as pd
+
+    df = pd.DataFrame({"participant": [3, 1, 1, 3, 2, 1, 3, 3], "label": list("ABABAAAB"), "pred": list("AAABBAAB")})
+    want = (df["label"] == df["pred"]).groupby(df["participant"]).mean().sort_index()
+    got, err = _call(fn, df.copy())
+    if err:
+        return False, err
+    try:
+        got = pd.Series(got).astype(float)
+    except Exception as exc:
+        return False, f"cannot read your answer as a Series of numbers ({exc})"
+    if list(got.index) != list(want.index):
+        return False, f"index {list(got.index)}, expected the participants sorted: {list(want.index)}"
+    ok, msg = _close(got.to_numpy(), want.to_numpy())
+    return ok, msg
+
+
+def check_wilson_interval(fn: Callable) -> Result:
+    """Exercise 10.2: ``wilson_interval(k, n, z)`` -> (low, high), compared with scipy's binomtest."""
+    from scipy.stats import binomtest
+
+    for k, n in [(80, 100), (5, 10), (0, 20), (417, 418)]:
+        got, err = _call(fn, k, n)
+        if err:
+            return False, err
+        ci = binomtest(k, n).proportion_ci(method="wilson")
+        ok, msg = _close(got, [ci.low, ci.high], rtol=1e-3, atol=1e-4)
+        if not ok:
+            return False, f"k={k}, n={n}: {msg}"
+    return True, "note how wide it is for n=10"
+
+
+EXERCISES.update({"10": {"per_participant_accuracy": check_per_participant_accuracy,
+                         "wilson_interval": check_wilson_interval}})
