@@ -91,6 +91,13 @@ WRONG = {
     ("07", "overfit_one_batch"): lambda model, x, y, steps: _loop_without_step(model, x, y, steps),
     ("07", "recall_from_confusion"): lambda c: np.diag(c) / c.sum(axis=0),  # precision (columns), not recall
     ("06", "dspp_params"): lambda dim, ratio: load_solutions("06").dspp_params(dim, ratio) - dim,  # fuse bias forgotten
+    ("08", "mean_and_std"): lambda v: (float(np.mean(v)), float(np.std(v))),  # ddof=0
+    ("08", "extra_params"): lambda flag: load_solutions("08").extra_params(flag) + (1 if flag == "dspp" else 0),
+    ("09", "fold_bn"): lambda w, b, bn: (w * bn.weight.detach()[:, None, None, None], bn.bias.detach()),  # no 1/sigma, no mu
+    ("09", "conv_macs"): lambda ci, co, k, h, w, g=1: h * w * co * ci * k * k,  # groups ignored
+    ("10", "per_participant_accuracy"): lambda df: (df["label"] == df["pred"]).groupby(df["participant"], sort=False).mean(),
+    ("10", "wilson_interval"): lambda k, n, z=1.96: (k / n - z * math.sqrt(k / n * (1 - k / n) / n),
+                                                     k / n + z * math.sqrt(k / n * (1 - k / n) / n)),  # Wald, not Wilson
 }
 
 

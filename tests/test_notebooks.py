@@ -1,32 +1,75 @@
 """Smoke run of every numbered notebook with the tiny "smoke" profile (papermill).
 
-Figures and data go to a temporary folder, so the committed figures/ are untouched.
-Marked ``notebook``: ``make test`` runs these after the unit tests.
+Figures, data, runs and results go to a temporary folder, so the committed figures/ are
+untouched. Marked ``notebook``: ``make test`` runs these after the unit tests, in file order
+(the last test re-runs the results notebooks and checks that nothing trains again).
 """
+import os
 from pathlib import Path
 
 import pytest
 
+from msvssm.reproduce import main as reproduce_main
 from msvssm.reproduce import run_notebook
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+TRAINING_NOTEBOOKS = [nb for nb in NOTEBOOKS if nb.name[:2] in {"07", "08", "09", "10", "11"}]
 
 
 @pytest.fixture(scope="session")
 def smoke_dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("smoke")
-    return {"data_dir": str(root / "data"), "figures_dir": str(root / "figures"), "out": root / "executed"}
+    return {"data_dir": str(root / "data"), "figures_dir": str(root / "figures"), "out": root / "executed",
+            "results_dir": str(root / "results")}
 
 
 def test_there_are_notebooks():
     assert NOTEBOOKS, "no notebooks/NN_*.ipynb found"
+    assert [nb.name[:2] for nb in NOTEBOOKS] == [f"{i:02d}" for i in range(len(NOTEBOOKS))], "numbered without gaps"
 
 
 @pytest.mark.notebook
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_in_smoke_profile(notebook, smoke_dirs):
-    params = dict(profile="smoke", data_dir=smoke_dirs["data_dir"], figures_dir=smoke_dirs["figures_dir"])
+    params = dict(profile="smoke", data_dir=smoke_dirs["data_dir"], figures_dir=smoke_dirs["figures_dir"],
+                  results_dir=smoke_dirs["results_dir"])
     executed = run_notebook(notebook, smoke_dirs["out"], params)
     assert executed.exists()
     assert list(Path(smoke_dirs["figures_dir"]).glob(f"{notebook.stem[:2]}_*.png")), "the notebook wrote no figure"
+
+
+@pytest.mark.notebook
+def test_a_second_reproduction_trains_nothing_and_collects_every_result(smoke_dirs, tmp_path):
+    """``make reproduce`` twice: the second call finds every run in the sweep cache (no run folder is
+    added or rewritten) and joins what the notebooks recorded into results.md."""
+    runs = Path(smoke_dirs["data_dir"]) / "runs"
+    before = {p: p.stat().st_mtime_ns for p in runs.glob("*/metrics.json")}
+    assert before, "the smoke notebooks trained no run"
+    out = tmp_path / "results.md"
+    code = reproduce_main(["--profile", "smoke", "--data", smoke_dirs["data_dir"], "--figures", str(tmp_path / "figures"),
+                           "--out", str(tmp_path / "executed"), "--results", str(out),
+                           *map(str, TRAINING_NOTEBOOKS)])
+    assert code == 0
+    after = {p: p.stat().st_mtime_ns for p in runs.glob("*/metrics.json")}
+    assert after == before, "a run was trained or re-evaluated on the second call"
+    text = out.read_text()
+    for nb in TRAINING_NOTEBOOKS:
+        assert f"## {nb.name[:2]} " in text, f"{nb.name} recorded no result"
+    assert "synthetic DEAP" in text and "nan" not in text.lower().split()
+
+
+def test_a_failing_notebook_fails_the_reproduction_with_its_name(tmp_path, caplog):
+    import nbformat
+
+    bad = tmp_path / "99_broken.ipynb"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("profile = 'smoke'", metadata={"tags": ["parameters"]}),
+                                         nbformat.v4.new_code_cell("raise ValueError('on purpose')")])
+    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    nbformat.write(nb, bad)
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    code = reproduce_main(["--profile", "smoke", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"),
+                           "--results", str(tmp_path / "results.md"), "--figures", str(tmp_path / "fig"), str(bad)])
+    assert code == 1
+    assert "99_broken.ipynb failed" in caplog.text and "on purpose" in caplog.text
+    assert not (tmp_path / "out" / "99_broken.ipynb").exists()

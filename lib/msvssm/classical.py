@@ -172,3 +172,25 @@ def majority_baseline(y_train, y_test, class_names: Sequence[str] | None = None)
         return classification_metrics(y_test, np.full(len(y_test), int(major)), names)
     index = {n: i for i, n in enumerate(names)}
     return classification_metrics([index[str(v)] for v in y_test], [index[str(major)]] * len(y_test), names)
+
+
+def floors_on_split(data_dir: str | Path, split_file: str | Path, class_names: Sequence[str],
+                    features: str = "hog") -> dict[str, dict]:
+    """The two floors every network is compared with, on one split file of a faces folder.
+
+    Returns ``{"HOG + logistic": metrics, "constant guess": metrics}`` (metrics as
+    :func:`msvssm.evaluation.classification_metrics`): the classifier is fitted on the
+    ``train`` rows with C chosen on ``val``, both are scored on ``test``. Deterministic: one
+    number per split, no seeds.
+    """
+    import pandas as pd
+
+    data_dir = Path(data_dir)
+    rows = pd.read_csv(split_file)
+    part = {s: rows[rows["split"] == s] for s in ("train", "val", "test")}
+    X = {s: extract_features([data_dir / p for p in t["path"]], features) for s, t in part.items()}
+    y = {s: t["label"].astype(str).to_numpy() for s, t in part.items()}
+    clf = ClassicalBaseline(features).fit_features(X["train"], y["train"], val=(X["val"], y["val"]))
+    name = f"{features.upper() if features == 'hog' else features} + logistic"
+    return {name: clf.evaluate_features(X["test"], y["test"], class_names),
+            "constant guess": majority_baseline(y["train"], y["test"], class_names)}

@@ -423,7 +423,7 @@ def plot_seed_bars(per_run: pd.DataFrame, order: Sequence[str], metric: str = "a
                    title: str = "", group: str = "name") -> plt.Figure:
     """Mean ± std over seeds as bars, each seed as a dot, the paper's value as a red diamond,
     reference levels (HOG, constant guess) as dashed lines; values written on the bars."""
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.5 * len(order) + 1.5), 3.8))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.5 * len(order) + 3.0), 3.8))
     for i, name in enumerate(order):
         values = per_run.loc[per_run[group] == name, metric].to_numpy(dtype=float)
         if len(values) == 0:
@@ -432,7 +432,7 @@ def plot_seed_bars(per_run: pd.DataFrame, order: Sequence[str], metric: str = "a
         ax.bar(i, mean, yerr=std, color="tab:blue", alpha=0.6, capsize=4, width=0.6)
         ax.scatter(np.full(len(values), i) + np.linspace(-0.12, 0.12, len(values)), values, color="k", s=12, zorder=3)
         label = f"{mean:.3f}" + (f"\n±{std:.3f}" if len(values) > 1 else "")
-        ax.text(i, mean / 2, label, ha="center", va="center", fontsize=8)
+        ax.text(i, 0.02, label, ha="center", va="bottom", fontsize=8)
         if paper and name in paper:
             ax.scatter([i], [paper[name]], marker="D", color="tab:red", s=30, zorder=4,
                        label="paper (real DEAP)" if i == min(j for j, n in enumerate(order) if n in paper) else None)
@@ -444,7 +444,7 @@ def plot_seed_bars(per_run: pd.DataFrame, order: Sequence[str], metric: str = "a
     ax.set_ylim(0, 1.05)
     ax.set_title(title, fontsize=9)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return fig
 
@@ -472,5 +472,69 @@ def plot_learned_scales(layer_scale: pd.DataFrame, gates: pd.DataFrame, title: s
         ax.set_ylabel("")
     ax.set_title("SE-SS2D gate per scan direction (mean over test images, channels)", fontsize=9)
     fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_accuracy_vs_cost(table: pd.DataFrame, x: str = "GFLOPs", title: str = "") -> plt.Figure:
+    """Test accuracy (mean ± std over seeds) against cost; marker area grows with parameters.
+
+    ``table``: index = model name, columns ``accuracy_mean``, ``accuracy_std``, ``params_M`` and ``x``.
+    """
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for i, (name, r) in enumerate(table.iterrows()):
+        ax.errorbar(r[x], r["accuracy_mean"], yerr=r["accuracy_std"], fmt="o", color=f"C{i}", capsize=3,
+                    markersize=4 + 3 * np.sqrt(r["params_M"]), label=f"{name} ({r['params_M']:.2f} M)")
+    ax.set_xlabel({"GFLOPs": "GFLOPs per image (fvcore MACs)", "infer_img_s": "inference images/s (CPU)"}.get(x, x))
+    ax.set_ylabel("test accuracy")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_participant_accuracy(table: pd.DataFrame, title: str = "") -> plt.Figure:
+    """Heat map of accuracy per participant (rows) and protocol/model (columns); blank = not in that test set."""
+    fig, ax = plt.subplots(figsize=(1.2 * table.shape[1] + 2.5, 0.32 * table.shape[0] + 1.6))
+    sns.heatmap(table, annot=True, fmt=".2f", cmap="viridis", vmin=0, vmax=1, ax=ax, cbar_kws={"label": "test accuracy"},
+                annot_kws={"fontsize": 7})
+    ax.set_ylabel("participant")
+    ax.set_xlabel("")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_protocols(per_run: pd.DataFrame, floors: dict[str, dict[str, float]], models: Sequence[str],
+                   protocols: Sequence[str], paper: float | None = None, title: str = "") -> plt.Figure:
+    """Grouped bars: test accuracy per protocol (groups) and model (bars, mean ± std, seeds as dots),
+    with the floors of each protocol as short horizontal marks and the paper's number on the frame split."""
+    fig, ax = plt.subplots(figsize=(8.5, 3.8))
+    width = 0.8 / len(models)
+    for j, model in enumerate(models):
+        for i, protocol in enumerate(protocols):
+            values = per_run.loc[(per_run["name"] == model) & (per_run["split"] == protocol), "accuracy"].to_numpy(float)
+            if len(values) == 0:
+                continue
+            x = i - 0.4 + width * (j + 0.5)
+            std = values.std(ddof=1) if len(values) > 1 else 0.0
+            ax.bar(x, values.mean(), width * 0.9, yerr=std, capsize=3, color=f"C{j}", alpha=0.65,
+                   label=model if i == 0 else None)
+            ax.scatter(np.full(len(values), x), values, color="k", s=10, zorder=3)
+            ax.text(x, 0.02, f"{values.mean():.2f}", ha="center", va="bottom", fontsize=7)
+    for k, name in enumerate(next(iter(floors.values()))):
+        for i, protocol in enumerate(protocols):
+            ax.hlines(floors[protocol][name], i - 0.45, i + 0.45, colors=f"C{k + len(models)}", linestyles="--",
+                      label=f"{name}" if i == 0 else None)
+    if paper is not None and "frame" in protocols:
+        j = list(models).index("MS-VSSM") if "MS-VSSM" in models else len(models) - 1
+        ax.scatter([list(protocols).index("frame") - 0.4 + width * (j + 0.5)], [paper], marker="D", color="tab:red", zorder=4,
+                   label="paper MS-VSSM (real DEAP)")
+    ax.set_xticks(range(len(protocols)))
+    ax.set_xticklabels([f"{p} split" for p in protocols])
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0, 1.05)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return fig

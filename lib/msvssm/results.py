@@ -33,7 +33,8 @@ def as_markdown(obj) -> str:
         obj = obj.to_frame()
     if isinstance(obj, pd.DataFrame):
         index = not isinstance(obj.index, pd.RangeIndex)
-        return obj.to_markdown(index=index, floatfmt=".4g")
+        obj = obj.astype(object).where(obj.notna(), None)  # blank cells, not "nan"
+        return obj.to_markdown(index=index, floatfmt=".4g", missingval="")
     return str(obj)
 
 

@@ -274,6 +274,25 @@ def make_splits(
     return [write_split(data_dir, split_name("subject", seed), df, split_subjects(df, ratios, seed), info)]
 
 
+def first_seed_training_every_class(data_dir: str | Path, protocol: str, tries: int = 20) -> int:
+    """The smallest split seed whose training side holds every class of the data (making those split files).
+
+    For data too small for grouped splits (the smoke profile's 3 participants): with few
+    people, a trial or subject split can leave a class with no training image, which
+    training refuses. Real-sized data passes at seed 0.
+    """
+    data_dir = Path(data_dir)
+    classes = set(read_manifest(data_dir, ok_only=True)["label"].astype(str))
+    for seed in range(tries):
+        path = data_dir / "splits" / f"{split_name(protocol, seed)}.csv"
+        if not path.exists():
+            path = make_splits(data_dir, protocol, seed=seed)[0]
+        split = read_split(path)
+        if set(split.loc[split["split"] == "train", "label"].astype(str)) == classes:
+            return seed
+    raise SplitError(f"no {protocol} split of {data_dir} with seed < {tries} has every class on its training side")
+
+
 def leakage(split: pd.DataFrame) -> dict[str, float]:
     """How much of the test side was already seen in training, for a split table.
 

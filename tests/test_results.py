@@ -1,0 +1,63 @@
+"""The results collector, the seed-spread verdicts, and the helpers the results notebooks use."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from msvssm import results
+from msvssm.train.sweep import step_gains, summarise
+
+
+def test_record_replaces_a_title_and_collect_joins_in_notebook_order(tmp_path):
+    folder = tmp_path / "results"
+    results.record(folder, "09", "Table 4", pd.DataFrame({"accuracy": [0.5, np.nan]}, index=["a", "b"]),
+                   data="synthetic DEAP", runs=["/x/runs/r1", "/x/runs/r2"])
+    results.record(folder, "08", "Table 3", "first version")
+    results.record(folder, "08", "Table 3", "second version")
+    assert results.record("", "08", "ignored", "not collecting") is None
+    assert len(list(folder.glob("08-*.md"))) == 1
+    text = results.collect(folder, tmp_path / "results.md", profile="smoke", data="synthetic DEAP (tiny scale)").read_text()
+    assert text.index("## 08 ") < text.index("## 09 ")
+    assert "second version" in text and "first version" not in text
+    assert "`r1`, `r2`" in text and "*Data:* synthetic DEAP" in text
+    assert "nan" not in text.lower().split()
+
+
+def _runs(values: dict[str, list[float]]) -> pd.DataFrame:
+    return pd.DataFrame([{"name": n, "seed": s, "accuracy": v, "weighted_f1": v, "train_seconds": 1.0}
+                         for n, vs in values.items() for s, v in enumerate(vs)])
+
+
+def test_step_gains_compare_the_gain_with_the_summed_stds():
+    table = summarise(_runs({"A": [0.50, 0.52, 0.48], "B": [0.60, 0.62, 0.58], "C": [0.61, 0.55, 0.67]}))
+    gains = step_gains(table).set_index("step")
+    assert gains.loc["A -> B", "gain"] == pytest.approx(0.10)
+    assert gains.loc["A -> B", "verdict"] == "gain exceeds the spread"  # 0.10 > 0.02 + 0.02
+    assert gains.loc["B -> C", "verdict"] == "within the seed-to-seed spread"  # 0.01 < 0.02 + 0.06
+    one = step_gains(summarise(_runs({"A": [0.5], "B": [0.9]})))
+    assert one["verdict"].iloc[0] == "one seed: unknown"
+    worse = step_gains(summarise(_runs({"A": [0.9, 0.91], "B": [0.5, 0.51]})))
+    assert worse["verdict"].iloc[0] == "loss exceeds the spread"
+
+
+def test_first_seed_training_every_class_skips_splits_that_miss_a_class(tmp_path):
+    from msvssm.data.splits import first_seed_training_every_class, read_split
+
+    # 6 participants x 2 trials x 3 frames; class D only in participant 6's trials: a subject split
+    # with participant 6 outside training misses it (and others miss A, B or C).
+    rows = []
+    for p in range(1, 7):
+        for t in range(1, 3):
+            label = "D" if p == 6 else "ABC"[(p + t) % 3]
+            for f in range(3):
+                rows.append({"path": f"images/{label}/s{p:02d}_t{t}_{f}.png", "participant": p, "trial": t,
+                             "label": label, "status": "ok"})
+    data = tmp_path / "faces"
+    data.mkdir()
+    pd.DataFrame(rows).to_csv(data / "manifest.csv", index=False)
+    seed = first_seed_training_every_class(data, "subject")
+    assert seed > 0, "the fixture should need a search (seed 0 misses a class)"
+    split = read_split(data / "splits" / f"subject_seed{seed}.csv")
+    assert set(split.loc[split["split"] == "train", "label"]) == {"A", "B", "C", "D"}
+    for earlier in range(seed):
+        s = read_split(data / "splits" / f"subject_seed{earlier}.csv")
+        assert set(s.loc[s["split"] == "train", "label"]) != {"A", "B", "C", "D"}, "an earlier seed was complete"
