@@ -81,7 +81,7 @@ def input_gradient_map(model: nn.Module, images: Tensor, stage: int = -1, reduce
     central = torch.relu(feats[:, r, c, :]).sum()
     (grad,) = torch.autograd.grad(central, x)  # (b, 3, H, W)
     grad = torch.relu(grad) if reduce == "relu" else grad.abs()
-    return grad.sum(dim=(0, 1)).double().numpy()  # (H, W)
+    return grad.sum(dim=(0, 1)).double().cpu().numpy()  # (H, W)
 
 
 def effective_receptive_field(model: nn.Module, images: Tensor, stage: int = -1, batch_size: int = 16,
@@ -178,18 +178,18 @@ def saliency_maps(model: nn.Module, images: Tensor, targets: Sequence[int] | Ten
     from .train.data import normalize
 
     x = images.detach().clone().float()
-    target = torch.as_tensor(targets, dtype=torch.long)
+    target = torch.as_tensor(targets, dtype=torch.long, device=x.device)
     if method == "saliency":
         attr = Saliency(model).attribute(x.requires_grad_(True), target=target, abs=True)  # (n, 3, H, W)
         out = attr.max(dim=1).values
     elif method == "integrated_gradients":
-        black = normalize(torch.zeros(1, 3, *x.shape[-2:])).expand_as(x)  # a black image, normalised
+        black = normalize(torch.zeros(1, 3, *x.shape[-2:], device=x.device)).expand_as(x)  # a black image, normalised
         attr = IntegratedGradients(model).attribute(x, baselines=black, target=target, n_steps=n_steps,
                                                     internal_batch_size=max(1, len(x)) * 8)
         out = attr.abs().sum(dim=1)
     else:
         raise ValueError(f"method must be 'saliency' or 'integrated_gradients', not {method!r}")
-    return out.detach().double().numpy()
+    return out.detach().double().cpu().numpy()
 
 
 def normalise_per_image(maps: np.ndarray, quantile: float = 0.99) -> np.ndarray:
@@ -372,24 +372,32 @@ def plot_saliency(images_uint8: Tensor | np.ndarray, maps: dict[str, np.ndarray]
 
 
 def plot_error_vs_expressivity(table: pd.DataFrame, title: str = ""):
-    """Test error rate per participant against the generator's expressivity (weak expressers in red)."""
+    """Test error rate per participant against the generator's expressivity (weak expressers in red).
+
+    Without an ``expressivity`` column (the real DEAP has none): one bar per participant.
+    """
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.2, 3.4))
-    weak = table["weak"].astype(bool) if "weak" in table else pd.Series(False, index=table.index)
-    for flag, colour, label in ((False, "tab:blue", "expressive"), (True, "tab:red", "weak expresser")):
-        part = table[weak == flag]
-        if len(part):
-            ax.scatter(part["expressivity"], part["error_rate"], s=12 + 2 * part["images"] ** 0.5 * 3, color=colour,
-                       label=label, alpha=0.8)
-    for row in table.itertuples():
-        ax.annotate(f"s{int(row.participant):02d}", (row.expressivity, row.error_rate), fontsize=7,
-                    xytext=(3, 3), textcoords="offset points")
-    ax.axvline(WEAK_EXPRESSIVITY, color="grey", lw=0.8, ls="--")
-    ax.set_xlabel("expressivity (generator's per-person cue scale)")
+    if "expressivity" not in table or table["expressivity"].isna().all():
+        ax.bar([f"s{int(p):02d}" for p in table["participant"]], table["error_rate"], color="tab:blue")
+        ax.set_xlabel("participant")
+        ax.tick_params(axis="x", labelsize=7, rotation=90)
+    else:
+        weak = table["weak"].astype(bool) if "weak" in table else pd.Series(False, index=table.index)
+        for flag, colour, label in ((False, "tab:blue", "expressive"), (True, "tab:red", "weak expresser")):
+            part = table[weak == flag]
+            if len(part):
+                ax.scatter(part["expressivity"], part["error_rate"], s=10 + 6 * np.sqrt(part["images"]), color=colour,
+                           label=f"{label} (dot area ~ test images)", alpha=0.8)
+        for row in table.itertuples():
+            ax.annotate(f"s{int(row.participant):02d}", (row.expressivity, row.error_rate), fontsize=7,
+                        xytext=(3, 3), textcoords="offset points")
+        ax.axvline(WEAK_EXPRESSIVITY, color="grey", lw=0.8, ls="--")
+        ax.set_xlabel("expressivity (the generator's per-person cue scale)")
+        ax.legend(fontsize=7, loc="upper right")
     ax.set_ylabel("test error rate")
-    ax.set_ylim(-0.03, max(1.0, float(table["error_rate"].max()) + 0.05) if len(table) else 1.0)
-    ax.legend(fontsize=7, loc="upper right")
+    ax.set_ylim(-0.03, 1.03)
     ax.set_title(title or "Errors per participant", fontsize=9)
     fig.tight_layout()
     return fig
@@ -402,7 +410,7 @@ def plot_misclassified(faces_dir: str | os.PathLike, rows: pd.DataFrame, title: 
 
     n = max(1, len(rows))
     nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.6 * ncols, 1.85 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.6 * ncols, 2.15 * nrows + 0.4), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, row in zip(axes.flat, rows.itertuples()):
