@@ -98,6 +98,10 @@ WRONG = {
     ("10", "per_participant_accuracy"): lambda df: (df["label"] == df["pred"]).groupby(df["participant"], sort=False).mean(),
     ("10", "wilson_interval"): lambda k, n, z=1.96: (k / n - z * math.sqrt(k / n * (1 - k / n) / n),
                                                      k / n + z * math.sqrt(k / n * (1 - k / n) / n)),  # Wald, not Wilson
+    ("11", "rf_centre"): lambda i, n: 2 ** n * i + 2 ** (n - 1),
+    ("11", "centre_square_side"): lambda erf, share: (load_solutions("11").centre_square_side(erf, share) - 1) // 2,
+    ("11", "weakest_error_rate"): lambda p, e, k: (1 - p[p["participant"].isin(e.nsmallest(k, "expressivity")["participant"])]
+                                                   .groupby("participant")["correct"].mean()).mean(),  # mean of rates, not pooled
 }
 
 
