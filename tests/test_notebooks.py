@@ -36,7 +36,27 @@ def test_notebook_runs_in_smoke_profile(notebook, smoke_dirs):
                   results_dir=smoke_dirs["results_dir"])
     executed = run_notebook(notebook, smoke_dirs["out"], params)
     assert executed.exists()
-    assert list(Path(smoke_dirs["figures_dir"]).glob(f"{notebook.stem[:2]}_*.png")), "the notebook wrote no figure"
+    declared = declared_figures(notebook)
+    assert declared, "the notebook declares no figure"
+    missing = [name for name in declared if not (Path(smoke_dirs["figures_dir"]) / f"{name}.png").exists()]
+    assert not missing, f"figures declared but not written: {missing}"
+
+
+def declared_figures(notebook: Path) -> list[str]:
+    """The stable figure names a notebook saves: every quoted "NN_name" (its own number NN, no file
+    extension) in its code cells, which is how the notebooks name figures for save_figure."""
+    import re
+
+    import nbformat
+
+    source = "\n".join(c.source for c in nbformat.read(notebook, 4).cells if c.cell_type == "code")
+    return sorted(set(re.findall(rf"[\"']({notebook.name[:2]}_[a-z0-9_]+)[\"']", source)))
+
+
+def test_every_notebook_declares_figures_under_its_own_number():
+    for nb in NOTEBOOKS:
+        names = declared_figures(nb)
+        assert names and all(n.startswith(nb.name[:2] + "_") for n in names), (nb.name, names)
 
 
 @pytest.mark.notebook

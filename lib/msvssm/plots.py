@@ -421,30 +421,50 @@ def plot_dspp_coverage(table: pd.DataFrame, receptive_field: int, title: str = "
 def plot_seed_bars(per_run: pd.DataFrame, order: Sequence[str], metric: str = "accuracy",
                    paper: dict[str, float] | None = None, lines: dict[str, float] | None = None,
                    title: str = "", group: str = "name") -> plt.Figure:
-    """Mean ± std over seeds as bars, each seed as a dot, the paper's value as a red diamond,
-    reference levels (HOG, constant guess) as dashed lines; values written on the bars."""
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.5 * len(order) + 3.0), 3.8))
+    """Mean ± std over seeds (a bar of the mean with its error bar), each seed as a dot, the paper's value
+    as a red diamond, reference levels (HOG, constant guess) as dashed lines; the mean written under each bar.
+
+    The y axis starts at 0 (bars that start elsewhere exaggerate differences); a second panel on the
+    right zooms on the networks' range so that seed-to-seed spread and gaps stay readable.
+    """
+    fig, (ax, zoom) = plt.subplots(1, 2, figsize=(max(9.0, 2.2 * len(order) + 4.0), 3.8),
+                                   gridspec_kw={"width_ratios": [3, 2]})
+    shown = []
     for i, name in enumerate(order):
         values = per_run.loc[per_run[group] == name, metric].to_numpy(dtype=float)
         if len(values) == 0:
             continue
+        shown.extend(values)
         mean, std = values.mean(), (values.std(ddof=1) if len(values) > 1 else 0.0)
+        jitter = np.full(len(values), i) + np.linspace(-0.12, 0.12, len(values))
         ax.bar(i, mean, yerr=std, color="tab:blue", alpha=0.6, capsize=4, width=0.6)
-        ax.scatter(np.full(len(values), i) + np.linspace(-0.12, 0.12, len(values)), values, color="k", s=12, zorder=3)
+        ax.scatter(jitter, values, color="k", s=12, zorder=3)
         label = f"{mean:.3f}" + (f"\n±{std:.3f}" if len(values) > 1 else "")
         ax.text(i, 0.02, label, ha="center", va="bottom", fontsize=8)
+        zoom.errorbar(i, mean, yerr=std, fmt="_", markersize=18, color="tab:blue", capsize=4, lw=1.5)
+        zoom.scatter(jitter, values, color="k", s=12, zorder=3)
         if paper and name in paper:
+            first = i == min(j for j, n in enumerate(order) if n in paper)
             ax.scatter([i], [paper[name]], marker="D", color="tab:red", s=30, zorder=4,
-                       label="paper (real DEAP)" if i == min(j for j, n in enumerate(order) if n in paper) else None)
+                       label="paper (real DEAP)" if first else None)
     for k, (label, value) in enumerate((lines or {}).items()):
         ax.axhline(value, ls="--", lw=1, color=f"C{k + 2}", label=f"{label}: {value:.3f}")
-    ax.set_xticks(range(len(order)))
-    ax.set_xticklabels([n.replace("+", "\n+") for n in order], fontsize=8)
+    names = [n.replace("+", "\n+") for n in order]
+    for a in (ax, zoom):
+        a.set_xticks(range(len(order)))
+        a.set_xticklabels(names, fontsize=8)
+        a.set_xlim(-0.6, len(order) - 0.4)
     ax.set_ylabel(f"test {metric.replace('_', ' ')}")
     ax.set_ylim(0, 1.05)
+    if shown:
+        low, high = min(shown), max(shown)
+        pad = max(0.01, 0.25 * (high - low))
+        zoom.set_ylim(low - pad, high + pad)
+    zoom.set_title("zoom on the networks (mean ± std, seeds)", fontsize=8)
+    zoom.grid(axis="y", alpha=0.3)
     ax.set_title(title, fontsize=9)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0.0, 0.12))
     fig.tight_layout()
     return fig
 
@@ -460,7 +480,8 @@ def plot_learned_scales(layer_scale: pd.DataFrame, gates: pd.DataFrame, title: s
         ax.scatter(labels, layer_scale["abs_max"], marker="_", s=120, color="k", label="max |Λ|")
         ax.axhline(layer_scale["init"].iloc[0], ls="--", color="tab:red", label=f"init {layer_scale['init'].iloc[0]:g}")
         ax.set_yscale("log")
-        ax.legend(fontsize=7)
+        ax.set_ylim(layer_scale["init"].iloc[0] / 3, max(1.0, 3 * layer_scale["abs_max"].max()))
+        ax.legend(fontsize=7, loc="upper left", ncol=3)
     ax.set_title("Layer Scale Λ per block (stage s, block b)", fontsize=9)
     ax = axes[1]
     if not gates.empty:
