@@ -28,11 +28,22 @@ def _slug(title: str) -> str:
 
 
 def as_markdown(obj) -> str:
-    """A DataFrame/Series as a Markdown table (floats with 4 significant digits); anything else as text."""
+    """A DataFrame/Series as a Markdown table (floats with 4 significant digits); anything else as text.
+
+    Missing values are blank cells, nested column labels are joined with " / ", and "|" inside
+    labels or cells is escaped so that it cannot split a column.
+    """
     if isinstance(obj, pd.Series):
         obj = obj.to_frame()
     if isinstance(obj, pd.DataFrame):
-        index = not isinstance(obj.index, pd.RangeIndex)
+        obj = obj.copy()
+        if isinstance(obj.columns, pd.MultiIndex):
+            obj.columns = [" / ".join(map(str, c)) for c in obj.columns]
+        obj.columns = [str(c).replace("|", "\\|") for c in obj.columns]
+        index = obj.index.name is not None or not isinstance(obj.index, pd.RangeIndex)
+        if index:
+            obj.index = pd.Index([str(i).replace("|", "\\|") for i in obj.index], name=obj.index.name)
+        obj = obj.map(lambda v: v.replace("|", "\\|") if isinstance(v, str) else v)
         obj = obj.astype(object).where(obj.notna(), None)  # blank cells, not "nan"
         return obj.to_markdown(index=index, floatfmt=".4g", missingval="")
     return str(obj)
