@@ -139,3 +139,15 @@ def test_check_prints_verdict(capsys):
     assert capsys.readouterr().out.startswith("correct")
     assert not ex.check(ex.check_half_life, _raise)
     assert "not solved yet" in capsys.readouterr().out
+
+
+def test_fold_bn_without_eps_is_rejected():
+    import torch
+
+    def forgets_eps(w, b, bn):
+        scale = bn.weight.detach() / torch.sqrt(bn.running_var)
+        bias = b if b is not None else torch.zeros_like(bn.running_mean)
+        return w * scale[:, None, None, None], bn.bias.detach() + (bias - bn.running_mean) * scale
+
+    ok, message = ex.EXERCISES["09"]["fold_bn"](forgets_eps)
+    assert not ok and "without bias" in message

@@ -61,3 +61,11 @@ def test_first_seed_training_every_class_skips_splits_that_miss_a_class(tmp_path
     for earlier in range(seed):
         s = read_split(data / "splits" / f"subject_seed{earlier}.csv")
         assert set(s.loc[s["split"] == "train", "label"]) != {"A", "B", "C", "D"}, "an earlier seed was complete"
+
+
+def test_format_mean_std_says_when_there_is_one_seed():
+    from msvssm.train.sweep import format_mean_std
+
+    shown = format_mean_std(summarise(_runs({"A": [0.5, 0.7], "B": [0.25]}))).set_index("name")
+    assert shown.loc["A", "accuracy"] == "0.6000 ± 0.1414"
+    assert shown.loc["B", "accuracy"] == "0.2500 (1 seed)"

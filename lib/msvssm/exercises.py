@@ -43,7 +43,7 @@ def _call(fn: Callable, *args, **kwargs):
 
 def _close(got, want, rtol: float = 1e-5, atol: float = 1e-6) -> tuple[bool, str]:
     try:
-        got_t = torch.as_tensor(np.asarray(got, dtype=np.float64) if not torch.is_tensor(got) else got).double()
+        got_t = torch.as_tensor(np.array(got, dtype=np.float64) if not torch.is_tensor(got) else got).double()
     except Exception as exc:
         return False, f"cannot read your answer as numbers ({type(exc).__name__}: {exc})"
     want_t = torch.as_tensor(want).double()
@@ -611,7 +611,7 @@ def check_fold_bn(fn: Callable) -> Result:
     torch.manual_seed(0)
     for bias in (True, False):
         conv = nn.Conv2d(3, 5, 3, padding=1, bias=bias)
-        bn = nn.BatchNorm2d(5)
+        bn = nn.BatchNorm2d(5, eps=1e-5 if bias else 0.1)  # a large eps: forgetting it must show
         bn.running_mean.uniform_(-1, 1)
         bn.running_var.uniform_(0.5, 2)
         bn.weight.data.uniform_(0.5, 1.5)

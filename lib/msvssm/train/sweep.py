@@ -126,11 +126,14 @@ def summarise(per_run: pd.DataFrame, by: Iterable[str] = ("name",)) -> pd.DataFr
 
 
 def format_mean_std(table: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
-    """``accuracy`` and ``weighted_f1`` as 'mean +- std' strings, for Markdown."""
+    """``accuracy`` and ``weighted_f1`` as 'mean ± std' strings, for Markdown; one seed has no spread:
+    'value (1 seed)'."""
     shown = table.copy()
+    seeds = shown["seeds"] if "seeds" in shown else pd.Series(2, index=shown.index)
     for m in METRICS:
         if f"{m}_mean" in shown:
-            shown[m] = [f"{a:.{digits}f} ± {s:.{digits}f}" for a, s in zip(shown[f"{m}_mean"], shown[f"{m}_std"])]
+            shown[m] = [f"{a:.{digits}f} ± {s:.{digits}f}" if n > 1 else f"{a:.{digits}f} (1 seed)"
+                        for a, s, n in zip(shown[f"{m}_mean"], shown[f"{m}_std"], seeds)]
             shown = shown.drop(columns=[f"{m}_mean", f"{m}_std"])
     return shown
 
