@@ -479,6 +479,16 @@ def load_run_model(run: str | os.PathLike, device: torch.device | str = "cpu") -
     return model.to(device).eval(), state, cfg
 
 
+def _best_model_on(run: Path, split: str, data: RunData | None, device):
+    """The run's best model, its checkpoint and config, the run's data and evaluation batches of ``split``."""
+    if split not in ("train", "val", "test"):
+        raise RunError(f"split must be train, val or test, not {split!r}")
+    model, state, cfg = load_run_model(run, device)
+    data = data if data is not None else load_run_data(cfg)
+    batches = BatchIterator(getattr(data, split), cfg.batch_size * 2, train=False, device=device)
+    return model, state, cfg, data, batches
+
+
 def evaluate_run(run: str | os.PathLike, split: str = "test", *, data: RunData | None = None, autocast=None,
                  device: torch.device | str = "cpu", figures: bool = True) -> dict:
     """Score a run's best checkpoint on ``split``; writes ``metrics.json`` (test) or ``metrics_<split>.json``,
@@ -486,12 +496,7 @@ def evaluate_run(run: str | os.PathLike, split: str = "test", *, data: RunData |
     from .. import plots
 
     run = Path(run)
-    model, state, cfg = load_run_model(run, device)
-    if data is None:
-        data = load_run_data(cfg)
-    if split not in ("train", "val", "test"):
-        raise RunError(f"split must be train, val or test, not {split!r}")
-    batches = BatchIterator(getattr(data, split), cfg.batch_size * 2, train=False, device=device)
+    model, state, cfg, data, batches = _best_model_on(run, split, data, device)
     metrics = score(model, batches, data.class_names, autocast or contextlib.nullcontext)
     record = json.loads((run / "record.json").read_text(encoding="utf-8")) if (run / "record.json").exists() else {}
     metrics.update(split=split, model=cfg.model, best_epoch=state.get("epoch"), selected_on="val weighted F1",
@@ -517,14 +522,9 @@ def split_predictions(run: str | os.PathLike, split: str = "test", *, data: RunD
     ``correct`` and ``p_<class>`` (softmax probabilities). For analyses the summary
     metrics hide: accuracy per participant, the errors themselves.
     """
-    run = Path(run)
-    model, _, cfg = load_run_model(run, device)
-    if data is None:
-        data = load_run_data(cfg)
-    if split not in ("train", "val", "test"):
-        raise RunError(f"split must be train, val or test, not {split!r}")
+    model, _, cfg, data, batches = _best_model_on(Path(run), split, data, device)
     side = getattr(data, split)
-    logits, labels = predict(model, BatchIterator(side, cfg.batch_size * 2, train=False, device=device))
+    logits, labels = predict(model, batches)
     probs = torch.softmax(logits, dim=1).numpy()
     rows = pd.read_csv(data.split_file)
     rows = rows[rows["split"] == split].reset_index(drop=True)
