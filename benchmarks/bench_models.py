@@ -22,7 +22,6 @@ table.
 from __future__ import annotations
 
 import argparse
-import copy
 import csv
 import statistics
 import time
@@ -32,7 +31,7 @@ import torch
 
 from msvssm.flops import count_flops
 from msvssm.models import build_model
-from msvssm.models.repvit import fuse
+from msvssm.costs import inference_form
 from msvssm.ops.registry import resolve_backend
 
 CPU_MODELS = ("vssm_nano", "msvssm_nano", "repvit_nano", "dilateformer_nano")
@@ -51,9 +50,7 @@ def make(name: str, num_classes: int, backend: str) -> tuple[torch.nn.Module, to
     kwargs = {"scan_backend": backend} if "vssm" in name else {}
     torch.manual_seed(0)
     model = build_model(name, num_classes=num_classes, **kwargs)
-    if name.startswith("repvit"):
-        return model, fuse(copy.deepcopy(model))
-    return model, model
+    return model, (inference_form(name, model) if name.startswith("repvit") else model)
 
 
 def infer_timer(model, batch: int, size: int):

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from .utils import atomic_path, get_logger, setup_logging
+from .utils import atomic_path, get_logger, git_commit, setup_logging
 
 log = get_logger("reproduce")
 REPO = Path(__file__).resolve().parents[2]
@@ -41,16 +41,6 @@ def run_notebook(source: Path, out_dir: Path, parameters: dict, cwd: Path | None
             log_output=False,
         )
     return target
-
-
-def _git_commit() -> str:
-    import subprocess
-
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
-        return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         log.info("%s done in %.0f s -> %s", nb.name, time.perf_counter() - t0, target)
     data_label = f"real DEAP at {args.deap_root}" if args.deap_root else f"synthetic DEAP ({profile.synth_scale} scale)"
-    out = results.collect(results_dir, args.results, profile=profile.name, data=data_label, commit=_git_commit(),
+    out = results.collect(results_dir, args.results, profile=profile.name, data=data_label, commit=git_commit(short=True),
                           notebooks=[nb.stem for nb in notebooks])
     log.info("all %d notebooks ran in %.1f min; results in %s", len(notebooks), (time.perf_counter() - t_all) / 60, out)
     log.info("figures in %s", args.figures)

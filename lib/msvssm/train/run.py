@@ -27,7 +27,6 @@ import hashlib
 import json
 import os
 import platform
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +37,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
-from ..utils import atomic_path, atomic_write_json, get_logger
+from ..utils import atomic_path, atomic_write_json, get_logger, git_commit
 from .checkpoint import check_compatible, load_checkpoint, load_weights, save_checkpoint
 from .config import ConfigError, TrainConfig
 from .data import AugmentParams, BatchIterator, InMemorySplit, epoch_seed, load_split
@@ -230,17 +229,6 @@ def build_mixup(cfg: TrainConfig, num_classes: int):
 # ----------------------------------------------------------------------------- records
 
 
-def _git_commit() -> str:
-    try:
-        here = Path(__file__).resolve().parent
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "") if out.returncode == 0 else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -276,7 +264,7 @@ def run_record(cfg: TrainConfig, device: torch.device, model: nn.Module, data: R
         "seed": cfg.seed,
         "versions": {"msvssm": __version__, "torch": torch.__version__, "timm": timm.__version__,
                      "numpy": np.__version__, "python": platform.python_version()},
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
         "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
         "cpu_threads": torch.get_num_threads(),
         "world_size": world_size,
