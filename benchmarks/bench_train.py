@@ -8,6 +8,8 @@ round-robin repeats, so machine noise hits every variant alike):
 ``data: per-image``    FaceImageDataset + torchvision's per-image train_transforms (PIL decode each time)
 ``data: in memory``    the split decoded once, the paper's augmentation applied per sample to whole batches
 ``step: fp32``         forward + backward + clip + AdamW (fused) on ready tensors, the training default
+``step: scan composed`` the same with SS2D's scan step as the composition cross-scan -> numba scan ->
+                       cross-unscan (``fused_scan=False``), the path before the fused CPU kernel
 ``step: bf16``         the same under CPU bf16 autocast (the scan stays float32)
 ``step: AdamW foreach`` the same with AdamW's foreach implementation (the default before the fused one)
 ``step: AdamW loop``   the same with AdamW's per-parameter implementation
@@ -82,13 +84,14 @@ def data_timers(data: Path, size: int, batch: int):
     return per_image, in_memory
 
 
-def step_timer(model_name: str, size: int, batch: int, *, amp: bool = False, adamw: str = "fused", data=None):
+def step_timer(model_name: str, size: int, batch: int, *, amp: bool = False, adamw: str = "fused", data=None,
+               fused_scan: bool = True):
     from timm.optim import create_optimizer_v2
 
     from msvssm.models import build_model
 
     torch.manual_seed(0)
-    model = build_model(model_name, num_classes=4).train()
+    model = build_model(model_name, num_classes=4, fused_scan=fused_scan).train()
     impl = {"fused": dict(fused=True), "foreach": dict(foreach=True), "loop": dict(foreach=False)}[adamw]
     opt = create_optimizer_v2(model, opt="adamw", lr=1e-3, weight_decay=0.05, **impl)
     x, y = torch.randn(batch, 3, size, size), torch.randint(0, 4, (batch,))
@@ -168,6 +171,7 @@ def main() -> None:
         variants[(size, "-", "data: in memory")] = lambda f=in_memory: f()[0]
         for name in args.models:
             variants[(size, name, "step: fp32")] = step_timer(name, size, args.batch)
+            variants[(size, name, "step: scan composed")] = step_timer(name, size, args.batch, fused_scan=False)
             variants[(size, name, "step: bf16")] = step_timer(name, size, args.batch, amp=True)
             variants[(size, name, "step: AdamW foreach")] = step_timer(name, size, args.batch, adamw="foreach")
             variants[(size, name, "step: AdamW loop")] = step_timer(name, size, args.batch, adamw="loop")

@@ -209,14 +209,14 @@ def test_under_bf16_autocast_the_scan_merge_and_out_norm_stay_float32(monkeypatc
     op = model.stages[1].blocks[0].op
     seen = {}
     hooks = [capture_inputs(getattr(op, name), seen, name) for name in ("in_proj", "path_se", "out_norm", "out_proj")]
-    real_scan = ss2d_module.selective_scan
+    real_scan = ss2d_module.cross_selective_scan
 
     def recording_scan(u, *args, **kwargs):
         y = real_scan(u, *args, **kwargs)
         seen.setdefault("scan", (u.dtype, torch.is_autocast_enabled("cpu"), y.dtype))
         return y
 
-    monkeypatch.setattr(ss2d_module, "selective_scan", recording_scan)
+    monkeypatch.setattr(ss2d_module, "cross_selective_scan", recording_scan)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         out = model.forward_features(x)
     for h in hooks:

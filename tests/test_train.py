@@ -134,6 +134,13 @@ def test_same_config_and_seed_give_identical_metrics(images, tmp_path, finished_
     pd.testing.assert_frame_equal(ha.drop(columns="seconds"), hb.drop(columns="seconds"))
 
 
+def test_a_runs_thread_setting_does_not_outlive_it(images, tmp_path):
+    before = torch.get_num_threads()
+    wanted = 1 if before != 1 else 2
+    train(tiny_config(images, tmp_path / "threads", epochs=1, threads=wanted), progress=False)
+    assert torch.get_num_threads() == before
+
+
 def test_another_seed_gives_other_weights(images, tmp_path, finished_run):
     other = train(tiny_config(images, tmp_path / "seed1", epochs=3, seed=1), progress=False)
     a = load_checkpoint(finished_run / "last.pt")["model"]

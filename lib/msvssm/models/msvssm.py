@@ -67,6 +67,7 @@ class MSVSSM(nn.Module):
         layer_scale, layer_scale_init: Layer Scale (init 1e-5 as the paper).
         dspp, dspp_ratio, dspp_residual: DSPP at the start of each stage.
         scan_backend: selective-scan backend for every block (None: env var, then auto).
+        fused_scan: with the numba backend, SS2D's scan step as one kernel (see ``SS2D``).
     """
 
     def __init__(
@@ -88,6 +89,7 @@ class MSVSSM(nn.Module):
         dspp_ratio: float = 0.25,
         dspp_residual: bool = True,
         scan_backend: str | None = None,
+        fused_scan: bool = True,
     ):
         super().__init__()
         if isinstance(dims, int):
@@ -110,6 +112,7 @@ class MSVSSM(nn.Module):
             layer_scale=layer_scale,
             layer_scale_init=layer_scale_init,
             scan_backend=scan_backend,
+            fused_scan=fused_scan,
         )
         self.stages = nn.ModuleList()
         for i, (dim, depth) in enumerate(zip(self.dims, depths)):

@@ -12,8 +12,9 @@ map (b, channels, height, width) and l = height * width::
 (b, K, channels, height, width) without summing: SE-SS2D recalibrates each
 direction there. ``cross_merge`` = sum over K of ``cross_unscan``; it is the
 adjoint of ``cross_scan`` (<scan(x), y> == <x, merge(y)>), so each is the
-other's backward. Plain tensor ops (flatten, transpose, flip): autograd derives
-the gradients.
+other's backward. ``cross_scan_per_direction`` reads K maps, one per direction,
+each in its own direction's order (the adjoint of ``cross_unscan``). Plain tensor
+ops (flatten, transpose, flip): autograd derives the gradients.
 """
 from __future__ import annotations
 
@@ -29,6 +30,17 @@ def cross_scan(x: Tensor) -> Tensor:
     col_major = x.transpose(2, 3).flatten(2)  # (b, channels, l)
     forward = torch.stack([row_major, col_major], dim=1)  # (b, 2, channels, l)
     return torch.cat([forward, forward.flip(-1)], dim=1)  # (b, K, channels, l)
+
+
+def cross_scan_per_direction(maps: Tensor) -> Tensor:
+    """(b, K, channels, height, width) -> (b, K, channels, l): map k read in direction k's order."""
+    if maps.shape[1] != K_DIRECTIONS:
+        raise ValueError(f"expected (b, 4, channels, height, width); got {tuple(maps.shape)}")
+    row_major = maps[:, 0].flatten(2)  # (b, channels, l)
+    col_major = maps[:, 1].transpose(2, 3).flatten(2)  # (b, channels, l)
+    row_major_rev = maps[:, 2].flatten(2).flip(-1)  # (b, channels, l)
+    col_major_rev = maps[:, 3].transpose(2, 3).flatten(2).flip(-1)  # (b, channels, l)
+    return torch.stack([row_major, col_major, row_major_rev, col_major_rev], dim=1)  # (b, K, channels, l)
 
 
 def cross_unscan(y: Tensor, height: int, width: int) -> Tensor:

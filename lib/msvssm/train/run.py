@@ -323,6 +323,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
     from tqdm.auto import tqdm
 
     dist = init_distributed(cfg)
+    threads_before = torch.get_num_threads()
     try:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -438,6 +439,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
         dist.barrier()
         return out
     finally:
+        torch.set_num_threads(threads_before)  # a run's ``threads`` must not outlive it in a notebook or test process
         dist.close()
 
 
