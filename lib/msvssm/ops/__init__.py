@@ -31,8 +31,7 @@ Mamba symbol). Widths of feature maps are ``channels``; the capital letters
 
 Discretisation: zero-order hold for A (Ā = exp(Δ A)), Euler for B (B̄ = Δ B).
 """
-from .cross_scan import cross_merge, cross_scan, cross_unscan
-from .cross_scan import cross_scan_per_direction
+from .cross_scan import cross_merge, cross_scan, cross_scan_per_direction, cross_unscan
 from .cross_selective_scan import cross_selective_scan, cross_selective_scan_reference
 from .scan import available_scan_backends, selective_scan, selective_scan_reference
 

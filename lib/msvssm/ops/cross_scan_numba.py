@@ -48,6 +48,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .scan_common import compute_dtype
 from .scan_numba import numba
 
 if numba is not None:
@@ -172,6 +173,7 @@ def _softplus_and_decay_into(dts, delta_bias, A, delta, sig, decays) -> None:
 
 
 _POOL: ThreadPoolExecutor | None = None
+_POOL_SIZE = 0
 
 
 def _softplus_and_decay(dts: np.ndarray, delta_bias: np.ndarray, A: np.ndarray):
@@ -183,7 +185,7 @@ def _softplus_and_decay(dts: np.ndarray, delta_bias: np.ndarray, A: np.ndarray):
     threads (``torch.get_num_threads()``; elementwise, so the result does not depend on it).
     Softplus is torch's: log1p(exp(x)), and x above 20 (where the sigmoid is 1).
     """
-    global _POOL
+    global _POOL, _POOL_SIZE
     b, l, K, c = dts.shape
     delta, sig = np.empty(dts.shape, dts.dtype), np.empty(dts.shape, dts.dtype)  # C order, whatever dts's strides
     decays = np.empty((b, l, K, A.shape[1], c), dts.dtype)
@@ -191,8 +193,8 @@ def _softplus_and_decay(dts: np.ndarray, delta_bias: np.ndarray, A: np.ndarray):
     if workers == 1:
         _softplus_and_decay_into(dts, delta_bias, A, delta, sig, decays)
         return delta, sig, decays
-    if _POOL is None or _POOL._max_workers < workers:
-        _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="msvssm-softplus")
+    if _POOL_SIZE < workers:
+        _POOL, _POOL_SIZE = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="msvssm-softplus"), workers
     bounds = np.linspace(0, b, workers + 1).astype(int)
     jobs = [_POOL.submit(_softplus_and_decay_into, dts[i:j], delta_bias, A, delta[i:j], sig[i:j], decays[i:j])
             for i, j in zip(bounds[:-1], bounds[1:])]
@@ -258,7 +260,7 @@ def cross_selective_scan_numba(u: Tensor, dts: Tensor, A: Tensor, Bs: Tensor, Cs
     b, c, height, width = u.shape
     K = dts.shape[1]
     n = A.shape[1]
-    dtype = torch.float64 if any(t.dtype == torch.float64 for t in (u, dts, A, Bs, Cs)) else torch.float32
+    dtype = compute_dtype(u, dts, A, Bs, Cs)
     y = CrossSelectiveScanNumba.apply(
         u.permute(0, 2, 3, 1).to(dtype),  # (b, h, w, c): free when u is channels-last in memory
         dts.permute(0, 3, 4, 1, 2).to(dtype),  # (b, h, w, K, c)

@@ -35,6 +35,7 @@ from torch import Tensor
 from .cross_scan import K_DIRECTIONS, cross_scan, cross_scan_per_direction, cross_unscan
 from .registry import resolve_backend
 from .scan import selective_scan
+from .scan_common import compute_dtype
 
 
 def _check(u: Tensor, dts: Tensor, A: Tensor, Bs: Tensor, Cs: Tensor, D: Tensor, delta_bias: Tensor) -> None:
@@ -60,7 +61,7 @@ def cross_selective_scan_reference(u, dts, A, Bs, Cs, D, delta_bias, *, backend:
     _check(u, dts, A, Bs, Cs, D, delta_bias)
     b, c, height, width = u.shape
     K, l = K_DIRECTIONS, height * width
-    dtype = torch.float64 if any(t.dtype == torch.float64 for t in (u, dts, A, Bs, Cs)) else torch.float32
+    dtype = compute_dtype(u, dts, A, Bs, Cs)
     y = selective_scan(
         cross_scan(u).reshape(b, K * c, l).to(dtype),  # u in the four orders  (b, d, l), d = K * c
         cross_scan_per_direction(dts).reshape(b, K * c, l).to(dtype),  # Δ_raw  (b, d, l)
