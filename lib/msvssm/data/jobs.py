@@ -4,12 +4,21 @@ The synthetic DEAP generator and the preprocessing both work one video at a time
 Each job writes its output atomically (a temporary file moved into place), so a
 job whose output exists is finished, and a run killed at any moment resumes by
 running the others again: ``is_done`` tells :func:`run_jobs` which ones to skip.
+
+Worker processes are started with ``forkserver`` (``spawn`` where there is none),
+never with a plain ``fork``: a forked child inherits the locks of the parent's other
+threads (OpenCV's and OpenMP's pools, the fused scan's threads) in whatever state
+they were, and can wait on them forever. That hang was seen in the test suite.
+A worker that dies (killed, out of memory, a crash in a C library) fails the run
+with an error instead of leaving it waiting for a result that never comes.
 """
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
-from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 from ..utils import get_logger
 
@@ -47,11 +56,12 @@ def run_jobs(
     * ``initializer(*initargs)`` runs once per worker process, or once in this
       process when there is no pool (``multiprocessing.parent_process()`` tells
       which).
-    * ``start_method``: ``multiprocessing`` context (``None``: the platform default).
+    * ``start_method``: ``multiprocessing`` context (``None``: :func:`safe_start_method`).
     * ``postfix(result)`` may return values shown after the progress bar.
 
-    ``func`` and the jobs must be picklable when a pool is used. Results come back
-    in completion order: sort them if the order matters.
+    ``func`` and the jobs must be picklable when a pool is used (module-level
+    functions). Results come back in completion order: sort them if the order
+    matters. A worker process that dies raises ``RuntimeError``.
     """
     from tqdm.auto import tqdm
 
@@ -69,9 +79,9 @@ def run_jobs(
             outputs = map(func, todo)
             pool = None
         else:
-            ctx = mp.get_context(start_method)
-            pool = ctx.Pool(n_workers, initializer=initializer, initargs=tuple(initargs))
-            outputs = pool.imap_unordered(func, todo, chunksize=1)
+            ctx = mp.get_context(start_method or safe_start_method())
+            pool = ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=initializer, initargs=tuple(initargs))
+            outputs = _as_completed(pool, func, todo)
         try:
             for r in outputs:
                 results.append(r)
@@ -82,16 +92,27 @@ def run_jobs(
                         bar.set_postfix(shown)
         finally:
             if pool is not None:
-                pool.terminate()
-                pool.join()
+                pool.shutdown(wait=True, cancel_futures=True)
     finally:
         bar.close()
     return results
 
 
-def fork_if_available() -> str:
-    """``"fork"`` where the platform has it (cheap workers that inherit imports), else ``"spawn"``."""
-    return "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+def _as_completed(pool: ProcessPoolExecutor, func: Callable[[J], R], todo: Sequence[J]) -> Iterator[R]:
+    """Results of ``func`` over ``todo`` in the order they finish; a dead worker is a clear error."""
+    futures = {pool.submit(func, job): job for job in todo}
+    for future in as_completed(futures):
+        try:
+            yield future.result()
+        except BrokenProcessPool as err:
+            raise RuntimeError(
+                f"a worker process died while running {futures[future]!r} (killed, out of memory, or a crash "
+                "in a C library); the finished jobs are kept: run again to resume") from err
 
 
-__all__ = ["resolve_workers", "run_jobs", "fork_if_available"]
+def safe_start_method() -> str:
+    """``"forkserver"`` where the platform has it, else ``"spawn"``: never a plain fork (see the module doc)."""
+    return "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+
+
+__all__ = ["resolve_workers", "run_jobs", "safe_start_method"]

@@ -36,7 +36,7 @@ import pandas as pd
 from ..utils import atomic_path, atomic_write_text, get_logger, remove_atomic_leftovers
 from . import face_render as fr
 from .deap import CLASS_NAMES, DEFAULT_THRESHOLD, RATING_COLUMNS
-from .jobs import fork_if_available, run_jobs
+from .jobs import run_jobs
 
 GENERATOR_VERSION = "1.1"
 
@@ -707,7 +707,7 @@ def generate_synthetic_deap(
 
     # Render the videos not written yet in a pool; plan the others here (their ground truth only).
     results = run_jobs(_video_task, [tk for tk in tasks if tk[-1]], workers=workers, is_done=video_exists,
-                       start_method=fork_if_available(), progress=progress, desc="synth-deap", unit="video")
+                       progress=progress, desc="synth-deap", unit="video")
     rendered = {(r[0], r[1]) for r in results}
     results += [_video_task(tk) for tk in tasks if (tk[3], tk[4]) not in rendered]
     results.sort(key=lambda r: (r[0], r[1]))

@@ -68,9 +68,13 @@ def decode_images(paths: Sequence[str | Path], size: int, workers: int = 0) -> T
     """Read ``paths`` as RGB, resize to ``size`` x ``size`` (antialiased), return uint8 (n, 3, size, size)."""
     jobs = [(str(p), size) for p in paths]
     if workers > 1 and len(jobs) > 256:
+        import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(workers) as pool:
+        from ..data.jobs import safe_start_method
+
+        # never a plain fork: this process may already run OpenMP / numba / OpenCV threads
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context(safe_start_method())) as pool:
             arrays = list(pool.map(_decode_one, jobs, chunksize=64))
     else:
         arrays = [_decode_one(j) for j in jobs]
