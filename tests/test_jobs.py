@@ -56,3 +56,12 @@ def test_decoding_in_worker_processes_gives_the_same_tensor(tmp_path):
     here = decode_images(paths, size=8, workers=0)
     assert here.shape == (300, 3, 8, 8)
     assert torch.equal(decode_images(paths, size=8, workers=2), here)
+
+
+def _initializer_that_fails() -> None:
+    raise OSError("no face detector here")
+
+
+def test_an_initializer_that_fails_is_an_error_not_a_hang():
+    with pytest.raises(RuntimeError, match="error in its initializer"):
+        run_jobs(abs, [-1, -2], workers=2, initializer=_initializer_that_fails, progress=False)

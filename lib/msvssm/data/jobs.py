@@ -106,8 +106,9 @@ def _as_completed(pool: ProcessPoolExecutor, func: Callable[[J], R], todo: Seque
             yield future.result()
         except BrokenProcessPool as err:
             raise RuntimeError(
-                f"a worker process died while running {futures[future]!r} (killed, out of memory, or a crash "
-                "in a C library); the finished jobs are kept: run again to resume") from err
+                f"a worker process died while running {futures[future]!r} (killed, out of memory, a crash in a "
+                "C library, or an error in its initializer, logged above); the finished jobs are kept: run again "
+                "to resume") from err
 
 
 def safe_start_method() -> str:
