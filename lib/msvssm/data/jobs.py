@@ -80,6 +80,8 @@ def run_jobs(
             pool = None
         else:
             ctx = mp.get_context(start_method or safe_start_method())
+            if ctx.get_start_method() == "forkserver":  # the server imports func's module once, workers inherit it
+                ctx.set_forkserver_preload([func.__module__])
             pool = ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=initializer, initargs=tuple(initargs))
             outputs = _as_completed(pool, func, todo)
         try:
