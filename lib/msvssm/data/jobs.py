@@ -10,17 +10,19 @@ never with a plain ``fork``: a forked child inherits the locks of the parent's o
 threads (OpenCV's and OpenMP's pools, the fused scan's threads) in whatever state
 they were, and can wait on them forever. That hang was seen in the test suite.
 A worker that dies (killed, out of memory, a crash in a C library) fails the run
-with an error instead of leaving it waiting for a result that never comes.
+with an error instead of leaving it waiting for a result that never comes, and an
+error or Ctrl-C stops the running workers at once.
 """
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
-from ..utils import get_logger
+from ..utils import LOGGER_NAME, get_logger, setup_logging
 
 log = get_logger("data.jobs")
 
@@ -82,8 +84,10 @@ def run_jobs(
             ctx = mp.get_context(start_method or safe_start_method())
             if ctx.get_start_method() == "forkserver":  # the server imports func's module once, workers inherit it
                 ctx.set_forkserver_preload([func.__module__])
-            pool = ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=initializer, initargs=tuple(initargs))
+            pool = ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_start_worker,
+                                       initargs=(_parent_log_level(), initializer, tuple(initargs)))
             outputs = _as_completed(pool, func, todo)
+        finished = False
         try:
             for r in outputs:
                 results.append(r)
@@ -92,25 +96,54 @@ def run_jobs(
                     shown = postfix(r)
                     if shown:
                         bar.set_postfix(shown)
+            finished = True
         finally:
             if pool is not None:
+                if not finished:  # an error or Ctrl-C: stop the running jobs now, not when they end
+                    _terminate_workers(pool)
                 pool.shutdown(wait=True, cancel_futures=True)
     finally:
         bar.close()
     return results
 
 
+def _parent_log_level() -> int | None:
+    """The ``msvssm`` logger's level if this process set up its handler (workers do the same), else None."""
+    logger = logging.getLogger(LOGGER_NAME)
+    return logger.level if any(getattr(h, "_msvssm", False) for h in logger.handlers) else None
+
+
+def _start_worker(log_level: int | None, initializer: Callable[..., None] | None, initargs: tuple) -> None:
+    """A worker's first step: the parent's logging (a fresh process has none), then ``initializer``."""
+    if log_level is not None:
+        setup_logging(log_level)
+    if initializer is not None:
+        initializer(*initargs)
+
+
+def _terminate_workers(pool: ProcessPoolExecutor) -> None:
+    """Kill the pool's processes (``shutdown`` alone waits for running jobs to finish)."""
+    terminate = getattr(pool, "terminate_workers", None)  # Python >= 3.14
+    if terminate is not None:
+        terminate()
+        return
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.terminate()
+
+
 def _as_completed(pool: ProcessPoolExecutor, func: Callable[[J], R], todo: Sequence[J]) -> Iterator[R]:
     """Results of ``func`` over ``todo`` in the order they finish; a dead worker is a clear error."""
     futures = {pool.submit(func, job): job for job in todo}
-    for future in as_completed(futures):
+    for n_done, future in enumerate(as_completed(futures)):
         try:
             yield future.result()
         except BrokenProcessPool as err:
+            # every unfinished job fails at once: which one the dead worker ran is not known
             raise RuntimeError(
-                f"a worker process died while running {futures[future]!r} (killed, out of memory, a crash in a "
-                "C library, or an error in its initializer, logged above); the finished jobs are kept: run again "
-                "to resume") from err
+                f"a worker process died with {len(futures) - n_done} of {len(futures)} job(s) unfinished "
+                f"(one of them: {futures[future]!r}). Causes: a kill, out of memory, a crash in a C library, "
+                "an error in the worker's initializer (logged above), or a job function a fresh process cannot "
+                "import (define it at module level). The finished jobs are kept: run again to resume") from err
 
 
 def safe_start_method() -> str:
