@@ -107,6 +107,33 @@ def test_dilateformer_any_input_size():
         assert model(torch.randn(1, 3, 100, 72)).shape == (1, 3)
 
 
+# Counted with the official models/dilateformer.py (JIAOJIAYUASD/dilateformer) at 1000 classes.
+DILATEFORMER_OFFICIAL_PARAMS = {
+    "dilateformer_tiny": 17_238_744, "dilateformer_small": 24_057_504, "dilateformer_base": 47_432_376
+}
+
+
+@pytest.mark.parametrize("name", sorted(DILATEFORMER_OFFICIAL_PARAMS))
+def test_dilateformer_parameter_count_is_the_official_codes(name):
+    assert n_params(build_model(name, num_classes=1000)) == DILATEFORMER_OFFICIAL_PARAMS[name]
+
+
+def test_dilateformer_stem_is_the_published_one():
+    """conv-BN-GELU x3 then a bare conv (no norm after it), at the official indices proj.0 ... proj.9."""
+    from torch import nn
+
+    stem = build_model("dilateformer_tiny", num_classes=1000).patch_embed.proj
+    assert [type(m) for m in stem] == [nn.Conv2d, nn.BatchNorm2d, nn.GELU] * 3 + [nn.Conv2d]
+    convs = [(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.bias) for m in stem[::3]]
+    assert convs == [
+        (3, 16, (3, 3), (1, 1), (1, 1), None),
+        (16, 32, (3, 3), (2, 2), (1, 1), None),
+        (32, 64, (3, 3), (1, 1), (1, 1), None),
+        (64, 72, (3, 3), (2, 2), (1, 1), None),
+    ]
+    assert [stem[i].num_features for i in (1, 4, 7)] == [16, 32, 64]
+
+
 @pytest.mark.parametrize(
     "name, published",
     [("repvit_m0_9", 5.1e6), ("dilateformer_tiny", 17.2e6), ("dilateformer_small", 24.1e6), ("dilateformer_base", 47.4e6)],

@@ -5,6 +5,9 @@ It is in neither timm nor PyPI, so it lives here. Layout::
     patch embed (four 3x3 convs, H/4) -> stage 1 (MSDA) -> down -> stage 2 (MSDA) -> down
       -> stage 3 (global MHSA) -> down -> stage 4 (global MHSA) -> LN -> mean -> Linear
 
+    patch embed: conv-BN-GELU (s1) -> conv-BN-GELU (s2) -> conv-BN-GELU (s1) -> conv (s2), no norm
+                 after the last conv (as published)
+
     block:  x = x + dwconv3x3(x)                 conditional position encoding (residual)
             x = x + drop_path(attn(LN(x)))       MSDA in stages 1-2, global MHSA in stages 3-4
             x = x + drop_path(MLP(LN(x)))        Linear(c, 4c) -> GELU -> Linear(4c, c)
@@ -29,7 +32,9 @@ needs, which fails backward on current torch) and projected by a Linear.
 Differences from the original code, all deliberate: any input size works (no fixed-size
 assert in the patch embed; sides divisible by 32 give exact /4.../32 maps, others round
 up at each stride-2 conv, e.g. 112 -> 28, 14, 7, 4); attention is written with explicit
-``matmul`` so fvcore counts it.
+``matmul`` so fvcore counts it. The layers and their order are the original's (tiny: 17,238,744
+parameters at 1000 classes, as its code gives); only two names differ (``cpe`` for
+``pos_embed``, ``downsample.conv``/``.norm`` for ``downsample.proj.0``/``.1``).
 
 Published (ImageNet-1k, 224): tiny 17.2M params / 3.2 GFLOPs, small 24.1M / 4.8G,
 base 47.4M / 10.0G. ``dilateformer_nano`` is a CPU teaching size (~2M parameters).
@@ -51,8 +56,11 @@ from .registry import register_model
 class PatchEmbed(nn.Module):
     """Overlapping patch embedding: four 3x3 convs, strides 1, 2, 1, 2 -> H/4 x W/4.
 
-    widths: in -> w0 (s1) -> w1 (s2) -> w2 (s1) -> c (s2); BN + GELU after the first three,
-    BN after the last (the published 3 -> 16 -> 32 -> 64 -> c).
+    widths: in -> w0 (s1) -> w1 (s2) -> w2 (s1) -> c (s2), all without bias; BN + GELU after
+    the first three, nothing after the last: the published stem (3 -> 16 -> 32 -> 64 -> c,
+    the original's ``patch_way="overlaping"``), whose last conv feeds the first block's
+    position conv unnormalised. ``proj`` holds the same ten layers at the same indices
+    (``proj.0`` ... ``proj.9``) as the original's.
     """
 
     def __init__(self, in_chans: int, dim: int, widths: Sequence[int] = (16, 32, 64)):
@@ -61,7 +69,7 @@ class PatchEmbed(nn.Module):
         layers: list[nn.Module] = []
         for c_in, c_out, stride in ((in_chans, w0, 1), (w0, w1, 2), (w1, w2, 1)):
             layers += [nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out), nn.GELU()]
-        layers += [nn.Conv2d(w2, dim, 3, 2, 1, bias=False), nn.BatchNorm2d(dim)]
+        layers.append(nn.Conv2d(w2, dim, 3, 2, 1, bias=False))  # no norm after it, as published
         self.proj = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
