@@ -103,22 +103,6 @@ def test_without_grad_the_same_output_is_computed():
     torch.testing.assert_close(y_eval, fused(*x).detach(), rtol=0, atol=0)
 
 
-def test_results_do_not_depend_on_the_thread_count():
-    x = make_inputs(8, 6, 5, 5, 1, dtype=torch.float32)
-    before = torch.get_num_threads()
-    try:
-        results = []
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
-            y, grads, _ = value_and_grads(fused, x, torch.ones(8, 4, 6, 5, 5))
-            results.append((y, grads))
-    finally:
-        torch.set_num_threads(before)
-    (y1, g1), (y2, g2) = results
-    assert torch.equal(y1, y2)
-    assert all(torch.equal(a, b) for a, b in zip(g1, g2))
-
-
 def test_fused_false_runs_the_composition_with_the_numba_backend():
     x = make_inputs(2, 3, 4, 4, 1, dtype=torch.float32)
     y_comp = cross_selective_scan(*x, backend="numba", fused=False)

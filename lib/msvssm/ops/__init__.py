@@ -34,6 +34,8 @@ Discretisation: zero-order hold for A (Ā = exp(Δ A)), Euler for B (B̄ = Δ B)
 from .cross_scan import cross_merge, cross_scan, cross_scan_per_direction, cross_unscan
 from .cross_selective_scan import cross_selective_scan, cross_selective_scan_reference
 from .scan import available_scan_backends, selective_scan, selective_scan_reference
+from .threads import cpu_threads
 
 __all__ = ["cross_scan", "cross_unscan", "cross_merge", "cross_scan_per_direction", "cross_selective_scan",
-           "cross_selective_scan_reference", "selective_scan", "selective_scan_reference", "available_scan_backends"]
+           "cross_selective_scan_reference", "selective_scan", "selective_scan_reference", "available_scan_backends",
+           "cpu_threads"]

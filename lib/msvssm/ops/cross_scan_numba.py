@@ -38,10 +38,16 @@ dB and dC per channel) are summed in torch afterwards, in a fixed order.
 
 Softplus is torch's: Δ = log1p(exp(Δ_raw)), or Δ_raw above 20; its derivative
 is sigmoid(Δ_raw), 1 above 20.
+
+Threads: the library's CPU thread count (:mod:`.threads`) sizes both the numba
+kernels' share of numba's pool and the numpy pool of :func:`_softplus_and_decay`;
+the Function may be called from several Python threads at once (the kernels are
+launched through :func:`.threads.launch`, the pool is grown under a lock).
 """
 from __future__ import annotations
 
 import math
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -50,6 +56,7 @@ from torch import Tensor
 
 from .scan_common import compute_dtype
 from .scan_numba import numba
+from .threads import cpu_thread_count, launch
 
 if numba is not None:
     from numba import njit, prange
@@ -174,6 +181,27 @@ def _softplus_and_decay_into(dts, delta_bias, A, delta, sig, decays) -> None:
 
 _POOL: ThreadPoolExecutor | None = None
 _POOL_SIZE = 0
+_POOL_LOCK = threading.Lock()
+
+
+def _run_in_pool(workers: int, calls: list[tuple]) -> None:
+    """Run ``fn(*args)`` for each ``(fn, *args)`` of ``calls`` in the module's numpy thread pool; wait for all.
+
+    The pool has at least ``workers`` threads: a smaller one is replaced by a bigger one. Getting
+    the pool and submitting happen under a lock, so two threads calling at once share one pool
+    and nobody submits to a pool after it was replaced and shut down (work already submitted to
+    it still runs to the end).
+    """
+    global _POOL, _POOL_SIZE
+    with _POOL_LOCK:
+        if _POOL is None or _POOL_SIZE < workers:
+            old = _POOL
+            _POOL, _POOL_SIZE = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="msvssm-softplus"), workers
+            if old is not None:
+                old.shutdown(wait=False)
+        jobs = [_POOL.submit(*call) for call in calls]
+    for job in jobs:
+        job.result()
 
 
 def _softplus_and_decay(dts: np.ndarray, delta_bias: np.ndarray, A: np.ndarray):
@@ -182,24 +210,19 @@ def _softplus_and_decay(dts: np.ndarray, delta_bias: np.ndarray, A: np.ndarray):
     dts (b,l,K,c), delta_bias (K,c), A (K,n,c) -> (b,l,K,c), (b,l,K,c), (b,l,K,n,c). These are
     the only exp/log of the scan. numpy's ufuncs compute them with SIMD instructions, 5x faster
     than numba's scalar calls, and release the GIL, so slices of the batch run in parallel
-    threads (``torch.get_num_threads()``; elementwise, so the result does not depend on it).
-    Softplus is torch's: log1p(exp(x)), and x above 20 (where the sigmoid is 1).
+    threads (the CPU thread count of :mod:`.threads`; elementwise, so the result does not
+    depend on it). Softplus is torch's: log1p(exp(x)), and x above 20 (where the sigmoid is 1).
     """
-    global _POOL, _POOL_SIZE
     b, l, K, c = dts.shape
     delta, sig = np.empty(dts.shape, dts.dtype), np.empty(dts.shape, dts.dtype)  # C order, whatever dts's strides
     decays = np.empty((b, l, K, A.shape[1], c), dts.dtype)
-    workers = max(1, min(b, torch.get_num_threads()))
+    workers = max(1, min(b, cpu_thread_count()))
     if workers == 1:
         _softplus_and_decay_into(dts, delta_bias, A, delta, sig, decays)
         return delta, sig, decays
-    if _POOL_SIZE < workers:
-        _POOL, _POOL_SIZE = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="msvssm-softplus"), workers
     bounds = np.linspace(0, b, workers + 1).astype(int)
-    jobs = [_POOL.submit(_softplus_and_decay_into, dts[i:j], delta_bias, A, delta[i:j], sig[i:j], decays[i:j])
-            for i, j in zip(bounds[:-1], bounds[1:])]
-    for job in jobs:
-        job.result()
+    _run_in_pool(workers, [(_softplus_and_decay_into, dts[i:j], delta_bias, A, delta[i:j], sig[i:j], decays[i:j])
+                           for i, j in zip(bounds[:-1], bounds[1:])])
     return delta, sig, decays
 
 
@@ -220,8 +243,8 @@ class CrossSelectiveScanNumba(torch.autograd.Function):
         delta, sig, decays = _softplus_and_decay(dts.detach().reshape(b, l, K, c).numpy(), _np(delta_bias), _np(A))
         y = torch.empty(b, height, width, K, c, dtype=dtype)
         hs = torch.empty((b, l, K, n, c) if save else (0, 0, 0, 0, 0), dtype=dtype)  # states for the backward
-        _forward_kernel(_np(u.reshape(b, l, c)), delta, decays, _np(Bs.reshape(b, l, K, n)),
-                        _np(Cs.reshape(b, l, K, n)), _np(D), height, width, y.view(b, l, K, c).numpy(), hs.numpy())
+        launch(_forward_kernel, _np(u.reshape(b, l, c)), delta, decays, _np(Bs.reshape(b, l, K, n)),
+               _np(Cs.reshape(b, l, K, n)), _np(D), height, width, y.view(b, l, K, c).numpy(), hs.numpy())
         if save:
             ctx.save_for_backward(u, A, Bs, Cs, D, torch.from_numpy(delta), torch.from_numpy(sig),
                                   torch.from_numpy(decays), hs)
@@ -239,7 +262,8 @@ class CrossSelectiveScanNumba(torch.autograd.Function):
         dB_part = torch.empty(b, height, width, K, n, c, dtype=dtype)
         dC_part = torch.empty(b, height, width, K, n, c, dtype=dtype)
         dD_part = torch.zeros(b, K, c, dtype=dtype)
-        _backward_kernel(
+        launch(
+            _backward_kernel,
             _np(u.reshape(b, l, c)), _np(A), _np(Bs.reshape(b, l, K, n)), _np(Cs.reshape(b, l, K, n)), _np(D),
             delta.numpy(), sig.numpy(), decays.numpy(), hs.numpy(), _np(dy.reshape(b, l, K, c)), height, width,
             du_part.view(b, l, K, c).numpy(), ddts.view(b, l, K, c).numpy(), dA_part.numpy(),

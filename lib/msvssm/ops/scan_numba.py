@@ -1,11 +1,14 @@
 """The ``numba`` selective-scan backend: compiled CPU kernels (the fast CPU path).
 
 Forward, per (batch, channel), one sequential loop over time with the state
-(n floats) in registers / L1; nothing but the inputs is saved for backward.
+(n floats) in registers / L1. When a gradient is needed it also writes every state
+h_t into a (b, d, l, n) buffer that is saved for the backward (with VMamba's n = 1
+as many floats as y); without one (``torch.no_grad``, inputs that need no grad) it
+saves nothing.
 
 Backward, per work item = (batch, group, chunk of the group's channels), for
-each channel: recompute its states h_t and decays a_t = exp(Δ_t A) into a small
-scratch (L x n, per item), then run the reverse recurrence
+each channel: read its saved states h_t, recompute the decays a_t = exp(Δ_t A)
+on the fly, and run the reverse recurrence
 
     g_t = C_t dy_t + a_{t+1} g_{t+1}        (g_{L-1} also gets dLoss/dh_last)
 
@@ -13,6 +16,11 @@ and accumulate du, dΔ, dA, dB, dC (formulas in :mod:`.scan_chunked`). B and C
 are shared by the channels of a group and A by the batch, so their gradients go
 to per-item partial buffers (no two parallel iterations write the same element)
 and are summed in torch afterwards.
+
+Threads: the kernels run on numba's pool with the library's CPU thread count and
+are safe to call from several Python threads at once (:mod:`.threads`, whose
+:func:`~.threads.launch` makes every call). The work split depends on the shapes
+only, so results do not depend on the thread count.
 
 Kernels are compiled by numba on first use and cached on disk (``cache=True``,
 in ``__pycache__`` beside this file), so the compile cost is paid once per
@@ -31,6 +39,7 @@ from torch import Tensor
 
 from .registry import ScanBackend, register_backend
 from .scan_common import run_scan_core
+from .threads import launch
 
 try:
     import numba
@@ -153,8 +162,8 @@ class _NumbaScanFn(torch.autograd.Function):
         # VMamba's n = 1 as many as y).
         save_states = any(ctx.needs_input_grad)
         hs = torch.empty((b, d, l, n) if save_states else (1, 1, 1, 1), dtype=dt)
-        _forward_kernel(_np(u, dt), _np(delta, dt), _np(A, dt), _np(Bt, dt), _np(Ct, dt), d // g,
-                        y.numpy(), last.numpy(), hs.numpy(), save_states)
+        launch(_forward_kernel, _np(u, dt), _np(delta, dt), _np(A, dt), _np(Bt, dt), _np(Ct, dt), d // g,
+               y.numpy(), last.numpy(), hs.numpy(), save_states)
         ctx.save_for_backward(u, delta, A, B, C, hs)
         return y, last
 
@@ -176,7 +185,8 @@ class _NumbaScanFn(torch.autograd.Function):
         dA_part = torch.empty(b, d, n, dtype=dt)
         dB_part = torch.zeros(b, g, nch, l, n, dtype=dt)
         dC_part = torch.zeros(b, g, nch, l, n, dtype=dt)
-        _backward_kernel(
+        launch(
+            _backward_kernel,
             _np(u, dt), _np(delta, dt), _np(A, dt), _np(B.transpose(2, 3), dt), _np(C.transpose(2, 3), dt),
             hs.numpy(), _np(dy, dt), _np(dlast, dt), dg, cs,
             du.numpy(), ddelta.numpy(), dA_part.numpy(), dB_part.numpy(), dC_part.numpy(),
