@@ -27,6 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from .evaluation import classification_metrics
+from .optional import require
 
 FEATURES = ("hog", "pixels")
 FEATURE_SIZE = {"hog": 64, "pixels": 32}
@@ -39,7 +40,7 @@ def to_gray(images, size: int) -> np.ndarray:
     ``images``: a sequence of file paths, or an array (n, H, W) / (n, H, W, 3) (BGR, as
     OpenCV reads) of uint8 or of floats in [0, 1].
     """
-    import cv2
+    cv2 = require("cv2", "analysis", "the classical baseline")
 
     out = np.empty((len(images), size, size), dtype=np.uint8)
     for i, img in enumerate(images):
@@ -59,7 +60,7 @@ def to_gray(images, size: int) -> np.ndarray:
 
 def hog_features(gray: np.ndarray, cell: int = 8, block: int = 2, orientations: int = 9) -> np.ndarray:
     """HOG of each grayscale image (n, H, W) -> (n, n_features) float32 with scikit-image."""
-    from skimage.feature import hog
+    hog = require("skimage.feature", "analysis", "HOG features").hog
 
     return np.stack(
         [

@@ -68,12 +68,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """Errors that describe a problem with the user's input (not a bug): shown without a traceback."""
+    from .optional import MissingExtraError
     from .train.checkpoint import CheckpointError
     from .train.config import ConfigError
     from .train.loop import NonFiniteLossError
     from .train.run import RunError
 
-    return (ConfigError, RunError, CheckpointError, NonFiniteLossError, FileNotFoundError)
+    return (ConfigError, RunError, CheckpointError, NonFiniteLossError, FileNotFoundError, MissingExtraError)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .optional import require
+
 Result = tuple[bool, str]
 
 
@@ -637,7 +639,7 @@ def check_fold_bn(fn: Callable) -> Result:
 def check_conv_macs(fn: Callable) -> Result:
     """Exercise 09.2: ``conv_macs(c_in, c_out, k, h_out, w_out, groups)`` -> fvcore's count for a bias-free conv."""
     import torch.nn as nn
-    from fvcore.nn import FlopCountAnalysis
+    FlopCountAnalysis = require("fvcore.nn", "analysis", "exercise 09.2").FlopCountAnalysis
 
     for c_in, c_out, k, stride, groups, size in [(3, 16, 3, 2, 1, 32), (32, 32, 3, 1, 32, 16), (16, 24, 1, 1, 1, 8),
                                                   (8, 8, 5, 1, 2, 10)]:
@@ -680,7 +682,7 @@ def check_per_participant_accuracy(fn: Callable) -> Result:
 
 def check_wilson_interval(fn: Callable) -> Result:
     """Exercise 10.2: ``wilson_interval(k, n, z)`` -> (low, high), compared with scipy's binomtest."""
-    from scipy.stats import binomtest
+    binomtest = require("scipy.stats", "analysis", "exercise 10.2").binomtest
 
     for k, n in [(80, 100), (5, 10), (0, 20), (417, 418)]:
         got, err = _call(fn, k, n)

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .ops.registry import ScanBackend, temporary_backend
+from .optional import require
 
 FLOP_COUNT_BACKEND = "flopcount"
 
@@ -54,7 +55,7 @@ def scan_flops(b: int, l: int, d: int, n: int, with_d: bool = True) -> int:
 
 def _scan_flop_handle(inputs, outputs) -> int:
     """fvcore handle: VMamba's cost for a scan from the traced input shapes."""
-    from fvcore.nn.jit_handles import get_shape
+    get_shape = require("fvcore.nn.jit_handles", "analysis", "FLOP counting").get_shape
 
     b, d, l = get_shape(inputs[0])
     n = get_shape(inputs[2])[1]
@@ -89,7 +90,7 @@ def count_flops(model: nn.Module, input_size=(3, 224, 224), batch_size: int = 1)
     model's mode and scan backends are restored afterwards. Not thread-safe
     (the counting backend is registered for the duration of the call).
     """
-    from fvcore.nn import FlopCountAnalysis
+    FlopCountAnalysis = require("fvcore.nn", "analysis", "FLOP counting").FlopCountAnalysis
 
     was_training = model.training
     device = next(model.parameters()).device

@@ -29,6 +29,8 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from .optional import require
+
 STRIDE = 32  # total downsampling of the model's last stage (stem /4, then /2 three times)
 WEAK_EXPRESSIVITY = 0.45  # the generator draws weak expressers from U(0.15, 0.4), the others from U(0.55, 1.25)
 
@@ -173,7 +175,8 @@ def saliency_maps(model: nn.Module, images: Tensor, targets: Sequence[int] | Ten
     ``"integrated_gradients"`` (``IntegratedGradients`` from a black image in pixel space,
     |attribution| summed over channels). Raw magnitudes: normalise per image for display.
     """
-    from captum.attr import IntegratedGradients, Saliency
+    attr = require("captum.attr", "analysis", "attribution maps")
+    IntegratedGradients, Saliency = attr.IntegratedGradients, attr.Saliency
 
     from .train.data import normalize
 
@@ -283,7 +286,7 @@ def render_sample_face(seed: int = SAMPLE_SEED, participant: int = SAMPLE_PARTIC
     Drawn by the same renderer as the synthetic DEAP (``msvssm.data.face_render``); the face
     parameters follow the generator's mapping for a happy, fairly aroused person.
     """
-    import cv2
+    cv2 = require("cv2", "analysis", "the sample face")
 
     from .data import face_render as fr
     from .data.synth import _background, make_participant, resolve_params
@@ -303,7 +306,7 @@ def render_sample_face(seed: int = SAMPLE_SEED, participant: int = SAMPLE_PARTIC
 
 def make_sample_photo(path: str | os.PathLike, quality: int = 85, **kwargs) -> Path:
     """Write :func:`render_sample_face` as a JPEG (about 15 KB at 320x240); returns the path."""
-    import cv2
+    cv2 = require("cv2", "analysis", "the sample face")
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

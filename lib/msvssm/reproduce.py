@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from .optional import require
 from .utils import atomic_path, get_logger, git_commit, setup_logging
 
 log = get_logger("reproduce")
@@ -26,7 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def run_notebook(source: Path, out_dir: Path, parameters: dict, cwd: Path | None = None) -> Path:
     """Execute ``source`` with papermill into ``out_dir/source.name``; returns that path."""
-    import papermill as pm
+    pm = require("papermill", "notebooks", "running the notebooks")
 
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / source.name

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
+
+from ..optional import require
 
 # Box convention of the ground truth, in canonical units (face half-widths),
 # relative to the face centre before roll. Calibrated against the boxes that
@@ -100,10 +101,12 @@ def _ellipse(cx: float, cy: float, rx: float, ry: float, n: int = 40, a0: float 
 
 
 def _fill(img: np.ndarray, pts: np.ndarray, pose: Pose, color) -> None:
+    cv2 = require("cv2", "faces", "drawing the synthetic faces")
     cv2.fillPoly(img, [_to_px(pts, pose)], color, lineType=cv2.LINE_AA, shift=_SHIFT)
 
 
 def _line(img: np.ndarray, pts: np.ndarray, pose: Pose, color, thick_canon: float, closed: bool = False) -> None:
+    cv2 = require("cv2", "faces", "drawing the synthetic faces")
     t = max(1, int(round(thick_canon * pose.w)))
     cv2.polylines(img, [_to_px(pts, pose)], closed, color, t, lineType=cv2.LINE_AA, shift=_SHIFT)
 

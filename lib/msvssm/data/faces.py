@@ -19,8 +19,11 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-import cv2
 import numpy as np
+
+from ..optional import require
+
+cv2 = require("cv2", "faces", "face detection and cropping")
 
 Box = tuple[int, int, int, int]
 
@@ -30,7 +33,7 @@ DEFAULT_SIZE = 224
 
 def create_detector():
     """dlib's frontal face detector (create once per process: it takes ~0.1 s)."""
-    import dlib
+    dlib = require("dlib", "faces", "face detection")
 
     return dlib.get_frontal_face_detector()
 

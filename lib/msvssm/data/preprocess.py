@@ -47,6 +47,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from ..optional import require
 from ..utils import atomic_write_bytes, atomic_write_json, atomic_write_text, get_logger, remove_atomic_leftovers
 from .deap import CLASS_NAMES, DEFAULT_THRESHOLD, TRIAL_OK, DeapIndex, find_ratings_file, scan_deap
 from .jobs import resolve_workers, run_jobs
@@ -134,7 +135,7 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(config: dict[str, Any]) -> None:
-    import cv2
+    cv2 = require("cv2", "faces", "msvssm preprocess")
 
     from .faces import create_detector
 
@@ -145,7 +146,7 @@ def _init_worker(config: dict[str, Any]) -> None:
 
 
 def _encode(image, cfg: PreprocessConfig) -> bytes:
-    import cv2
+    cv2 = require("cv2", "faces", "msvssm preprocess")
 
     if cfg.image_format == "png":
         ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, int(cfg.png_compression)])
@@ -279,8 +280,8 @@ def _config_record(root: Path, cfg: PreprocessConfig) -> dict[str, Any]:
 
 
 def _versions() -> dict[str, str]:
-    import cv2
-    import dlib
+    cv2 = require("cv2", "faces", "msvssm preprocess")
+    dlib = require("dlib", "faces", "msvssm preprocess")
 
     return {"opencv": cv2.__version__, "dlib": getattr(dlib, "__version__", "?")}
 

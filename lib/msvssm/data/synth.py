@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..optional import require
 from ..utils import atomic_path, atomic_write_text, get_logger, remove_atomic_leftovers
 from . import face_render as fr
 from .deap import CLASS_NAMES, DEFAULT_THRESHOLD, RATING_COLUMNS
@@ -323,7 +324,7 @@ def _background(rng: np.random.Generator, w: int, h: int, skin: np.ndarray) -> n
         img += (rng.uniform(8, 25) * s)[..., None]
     elif kind == 3:  # blotchy texture
         small = rng.normal(0, 1, (h // 16 + 2, w // 16 + 2, 3)).astype(np.float32)
-        import cv2
+        cv2 = require("cv2", "faces", "the synthetic DEAP generator")
 
         tex = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
         img += rng.uniform(8, 22) * tex
@@ -545,7 +546,7 @@ def plan_trial(seed: int, participant: Participant, trial: int, reported_v: floa
 
 def render_frames(plan: TrialPlan, participant: Participant, seed: int):
     """Yield the BGR uint8 frames of a planned trial."""
-    import cv2
+    cv2 = require("cv2", "faces", "the synthetic DEAP generator")
 
     rng = _rng(seed, _S_VIDEO, participant.pid, plan.trial, 1)  # pixel noise stream
     h, w = plan.background.shape[:2]
@@ -581,7 +582,7 @@ def video_path(out_dir: Path, p: int, trial: int) -> Path:
 
 def write_video(path: Path, frames, fps: float, size: tuple[int, int], quality: int) -> int:
     """Write frames to an MJPG AVI atomically; returns the frame count."""
-    import cv2
+    cv2 = require("cv2", "faces", "the synthetic DEAP generator")
 
     n = 0
     with atomic_path(path) as tmp:
@@ -600,7 +601,7 @@ def write_video(path: Path, frames, fps: float, size: tuple[int, int], quality: 
 
 def _video_task(task: tuple) -> tuple[int, int, bool, pd.DataFrame]:
     """Plan (and unless it exists, render) one video. Returns (p, trial, written, ground truth)."""
-    import cv2
+    cv2 = require("cv2", "faces", "the synthetic DEAP generator")
 
     cv2.setNumThreads(1)
     out_dir, seed, params, p, trial, rv, ra, render = task

@@ -20,8 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
-import cv2
 import numpy as np
+
+from ..optional import require
+
+cv2 = require("cv2", "faces", "video decoding")
 
 DEFAULT_START_S = 3.0
 DEFAULT_STEP_S = 1.0
