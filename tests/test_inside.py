@@ -225,20 +225,154 @@ def test_committed_sample_photo_is_the_generated_one():
 # ----------------------------------------------------------------------------- figures
 
 
-def test_figures_are_drawn(tmp_path):
-    import matplotlib.pyplot as plt
+@pytest.fixture
+def plt():
+    """pyplot on the Agg backend; the figures a test draws are closed after it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as pyplot
+
+    before = set(pyplot.get_fignums())
+    yield pyplot
+    for num in set(pyplot.get_fignums()) - before:
+        pyplot.close(num)
+
+
+def _image_axes(fig) -> list:
+    """The axes of ``fig`` that show at least one image, in drawing order (row-major for subplots)."""
+    return [ax for ax in fig.axes if ax.images]
+
+
+def _texts(ax) -> list[str]:
+    return [t.get_text() for t in ax.texts]
+
+
+def test_plot_erf_maps_shows_each_power_scaled_map_with_its_numbers(plt):
+    rng = np.random.default_rng(0)
+    maps = {"MS-VSSM": rng.random((16, 12)), "VSSM": rng.random((16, 12)) ** 3, "RepViT": rng.random((16, 12))}
+    fig = inside.plot_erf_maps(maps, title="t", power=0.5, ncols=2)
+    assert fig.get_suptitle() == "t"
+    shown = _image_axes(fig)
+    assert len(shown) == 3  # one panel per map; the 4th cell of the 2x2 grid is empty and hidden
+    grid = [ax for ax in fig.axes if ax.get_subplotspec() is not None]
+    assert len(grid) == 4 and [ax.axison for ax in grid] == [True, True, True, False]
+    assert len(fig.axes) == 5  # 4 grid cells and the colour bar
+    for ax, (name, erf) in zip(shown, maps.items()):
+        (im,) = ax.images
+        np.testing.assert_allclose(im.get_array(), inside.power_scale(erf, 0.5))  # the map given, scaled
+        assert im.get_clim() == (0, 1)
+        s = inside.erf_summary(erf)
+        title = ax.get_title()
+        assert title.startswith(name + "\n")
+        assert f"{s['side50_px']}x{s['side50_px']} px" in title
+        assert f"{s['outside_centre_share']:.0%} outside" in title
+        (marker,) = ax.collections  # the centre, at the middle of the (h, w) map
+        np.testing.assert_allclose(marker.get_offsets(), [[(12 - 1) / 2, (16 - 1) / 2]])
+    assert "^0.5" in fig.axes[-1].get_ylabel()  # the colour bar names the power
+    default = inside.plot_erf_maps({"a": maps["VSSM"]})
+    assert default.get_suptitle().startswith("Effective receptive field")
+    assert len(_image_axes(default)) == 1
+
+
+def test_plot_saliency_shows_faces_then_one_overlay_row_per_method(plt):
+    rng = np.random.default_rng(1)
+    faces = torch.from_numpy(rng.integers(0, 256, (3, 3, 16, 16), dtype=np.uint8))
+    maps = {"Saliency": rng.random((3, 16, 16)), "Integrated gradients": rng.random((3, 16, 16))}
+    fig = inside.plot_saliency(faces, maps, ["HVHA", "LVLA", "HVLA"], title="why")
+    assert fig.get_suptitle() == "why"
+    axes = np.array(fig.axes).reshape(3, 3)  # rows: face, then each method; one column per image
+    rgb = faces.numpy().transpose(0, 2, 3, 1)
+    for j, caption in enumerate(["HVHA", "LVLA", "HVLA"]):
+        (face,) = axes[0, j].images
+        np.testing.assert_array_equal(face.get_array(), rgb[j])
+        assert axes[0, j].get_title() == caption
+        for i, m in enumerate(maps.values(), start=1):
+            grey, overlay = axes[i, j].images
+            np.testing.assert_allclose(grey.get_array(), rgb[j].mean(axis=2))
+            np.testing.assert_allclose(overlay.get_array(), inside.normalise_per_image(m)[j])
+            assert 0 < overlay.get_alpha() < 1
+    assert [ax.get_ylabel() for ax in axes[:, 0]] == ["face", "Saliency", "Integrated gradients"]
+
+
+def _error_table(with_expressivity: bool = True) -> pd.DataFrame:
+    table = pd.DataFrame({"participant": [1, 2, 3], "images": [10, 5, 8], "errors": [1, 3, 2],
+                          "error_rate": [0.1, 0.6, 0.25], "expressivity": [1.0, 0.2, 0.8],
+                          "weak": [False, True, False]})
+    return table if with_expressivity else table.drop(columns=["expressivity", "weak"])
+
+
+def test_plot_error_vs_expressivity_places_each_participant(plt):
+    fig = inside.plot_error_vs_expressivity(_error_table(), title="errors")
+    (ax,) = fig.axes
+    assert ax.get_title() == "errors"
+    expressive, weak = ax.collections  # one scatter per group, in this order
+    np.testing.assert_allclose(expressive.get_offsets(), [[1.0, 0.1], [0.8, 0.25]])
+    np.testing.assert_allclose(weak.get_offsets(), [[0.2, 0.6]])
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend[0].startswith("expressive") and legend[1].startswith("weak expresser")
+    assert sorted(_texts(ax)) == ["s01", "s02", "s03"]
+    (threshold,) = ax.lines
+    assert threshold.get_xdata()[0] == inside.WEAK_EXPRESSIVITY
+    assert "expressivity" in ax.get_xlabel() and ax.get_ylabel() == "test error rate"
+
+
+def test_plot_error_vs_expressivity_without_expressivity_draws_one_bar_per_participant(plt):
+    fig = inside.plot_error_vs_expressivity(_error_table(with_expressivity=False))
+    (ax,) = fig.axes
+    assert [p.get_height() for p in ax.patches] == pytest.approx([0.1, 0.6, 0.25])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["s01", "s02", "s03"]
+    assert not ax.collections and ax.get_legend() is None
+
+
+def _save_faces(folder: Path, n: int) -> list[np.ndarray]:
     from PIL import Image
 
-    erf = np.random.default_rng(0).random((16, 16))
-    fig = inside.plot_erf_maps({"a": erf, "b": erf ** 2}, title="t")
-    plt.close(fig)
-    faces = torch.randint(0, 255, (2, 3, 16, 16), dtype=torch.uint8)
-    plt.close(inside.plot_saliency(faces, {"Saliency": np.random.rand(2, 16, 16)}, ["x", "y"]))
-    table = pd.DataFrame({"participant": [1, 2], "images": [10, 5], "errors": [1, 3], "error_rate": [0.1, 0.6],
-                          "expressivity": [1.0, 0.2], "weak": [False, True]})
-    plt.close(inside.plot_error_vs_expressivity(table))
-    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "f.png")
-    rows = pd.DataFrame({"path": ["f.png"], "participant": [2], "label": ["HVHA"], "pred": ["LVLA"], "p_LVLA": [0.7]})
-    plt.close(inside.plot_misclassified(tmp_path, rows))
-    plt.close(inside.plot_misclassified(tmp_path, rows.iloc[:0]))
-    plt.close(inside.plot_prediction(tmp_path / "f.png", {"HVHA": 0.2, "LVLA": 0.8}))
+    rng = np.random.default_rng(2)
+    pixels = [rng.integers(0, 256, (16, 16, 3), dtype=np.uint8) for _ in range(n)]
+    for k, arr in enumerate(pixels):
+        Image.fromarray(arr).save(folder / f"f{k}.png")
+    return pixels
+
+
+def test_plot_misclassified_shows_one_titled_panel_per_row(tmp_path, plt):
+    pixels = _save_faces(tmp_path, 7)
+    rows = pd.DataFrame({"path": [f"f{k}.png" for k in range(7)], "participant": [2, 3, 2, 1, 1, 3, 2],
+                         "label": ["HVHA"] * 7, "pred": ["LVLA"] * 6 + ["HVLA"],
+                         "p_LVLA": [0.7, 0.6, 0.5, 0.9, 0.8, 0.55, 0.1], "p_HVLA": [0.1] * 6 + [0.65]})
+    fig = inside.plot_misclassified(tmp_path, rows, title="wrong", ncols=4)
+    assert fig.get_suptitle() == "wrong"
+    assert len(fig.axes) == 8  # 2 rows of 4
+    shown = _image_axes(fig)
+    assert shown == fig.axes[:7]  # one panel per misclassified row, in order; the last cell is empty
+    for ax, arr, row in zip(shown, pixels, rows.itertuples()):
+        np.testing.assert_array_equal(ax.images[0].get_array(), arr)
+        p = getattr(row, f"p_{row.pred}")
+        assert ax.get_title() == f"s{row.participant:02d} true {row.label}\npred {row.pred} ({p:.2f})"
+    assert fig.axes[-1].get_title() == "" and not _texts(fig.axes[-1])
+
+
+def test_plot_misclassified_says_so_when_nothing_is_misclassified(tmp_path, plt):
+    rows = pd.DataFrame(columns=["path", "participant", "label", "pred", "p_LVLA"])
+    fig = inside.plot_misclassified(tmp_path, rows)
+    assert not _image_axes(fig)
+    texts = [t for ax in fig.axes for t in _texts(ax)]
+    assert len(texts) == 1 and "no misclassified" in texts[0]
+
+
+def test_plot_prediction_bars_are_the_probabilities(tmp_path, plt):
+    from matplotlib.colors import to_rgba
+
+    (pixels,) = _save_faces(tmp_path, 1)
+    probabilities = {"HVHA": 0.2, "HVLA": 0.05, "LVHA": 0.7, "LVLA": 0.05}
+    fig = inside.plot_prediction(tmp_path / "f0.png", probabilities, title="s01")
+    assert fig.get_suptitle() == "s01"
+    image_ax, bar_ax = fig.axes
+    np.testing.assert_array_equal(image_ax.images[0].get_array(), pixels)
+    bars = bar_ax.patches
+    assert [b.get_width() for b in bars] == pytest.approx(list(probabilities.values()))
+    assert [t.get_text() for t in bar_ax.get_yticklabels()] == list(probabilities)
+    assert [b.get_y() + b.get_height() / 2 for b in bars] == pytest.approx([0, 1, 2, 3])
+    green = [name for name, bar in zip(probabilities, bars) if bar.get_facecolor() == to_rgba("tab:green")]
+    assert green == ["LVHA"]  # the most likely class stands out
+    assert [t.strip() for t in _texts(bar_ax)] == ["0.20", "0.05", "0.70", "0.05"]

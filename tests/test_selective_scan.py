@@ -378,7 +378,10 @@ def test_plain_sum_loss(name, l):
     assert_grads_close(dict(zip(x, g_got)), dict(zip(x, g_want)))
 
 
-def test_notebook_check_helpers_report_agreement_and_time():
+def test_notebook_check_helpers_report_agreement_and_time(monkeypatch):
+    import time
+
+    from msvssm.ops import check
     from msvssm.ops.check import compare_to_reference, random_scan_inputs, time_backends
 
     inputs = random_scan_inputs(b=1, d=4, l=20, n=2, g=2)
@@ -387,8 +390,38 @@ def test_notebook_check_helpers_report_agreement_and_time():
     for name, row in table.items():
         assert set(row) == {"max |y - ref|", *(f"max |d{k} - ref|" for k in ("u", "delta", "A", "B", "C", "D", "delta_bias"))}
         assert max(row.values()) < 1e-3, (name, row)
-    times = time_backends(["reference"], inputs, repeats=1)
-    assert times["reference"] > 0
+
+    # a wrong backend is reported: y off by exactly 0.25, hence every gradient of sum(y**2) off too
+    def scan(backend, **kwargs):
+        y = selective_scan(**kwargs, backend="reference")
+        return y + 0.25 if backend == "off_by_a_quarter" else y
+
+    monkeypatch.setattr(check, "selective_scan", scan)
+    (row,) = compare_to_reference(["off_by_a_quarter"], inputs).values()
+    assert row["max |y - ref|"] == pytest.approx(0.25, abs=1e-6)
+    assert min(v for k, v in row.items() if k != "max |y - ref|") > 1e-3, row
+    monkeypatch.undo()
+
+    # time_backends times the backend it is given: in ms, best of the repeats, the warm-up call left out
+    sleeps = {"slow": [0.3, 0.15, 0.02, 0.1], "fast": [0.3, 0.0, 0.0, 0.0]}  # the warm-up first
+    calls = []
+
+    def fake_run(name, given):
+        assert given is inputs
+        pause = sleeps[name][sum(c == name for c in calls)]
+        if pause:
+            time.sleep(pause)
+        calls.append(name)
+
+    monkeypatch.setattr(check, "run_with_grads", fake_run)
+    times = time_backends(["slow", "fast"], inputs, repeats=3)
+    assert list(times) == ["slow", "fast"] and calls == ["slow"] * 4 + ["fast"] * 4
+    assert 20 <= times["slow"] < 80, times  # the 20 ms call: not the 300 ms warm-up, not the mean (90 ms)
+    assert times["fast"] < 20, times
+    monkeypatch.undo()
+
+    real = time_backends(["reference"], inputs, repeats=1)
+    assert list(real) == ["reference"] and 0 < real["reference"] < 10_000
 
 
 # --- B and C in every form of mamba-ssm's selective_scan_fn, against the test's own loop ----------
