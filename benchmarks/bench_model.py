@@ -48,7 +48,6 @@ def main() -> None:
     parser.add_argument("--backend", default=None, help="scan backend (default: env var, then auto)")
     parser.add_argument("--model-size", default="nano")
     args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     backend = resolve_backend(args.backend, torch.device("cpu"))
     print(f"scan backend: {backend}; torch threads: {torch.get_num_threads()}; batch {args.batch}")
 

@@ -239,7 +239,7 @@ def main(argv=None):
     ap.add_argument("--slow-ref", action="store_true",
                     help="also time the reference loop's fwd+bwd at N=16 and L=3136 (minutes per repeat)")
     ap.add_argument("--no-memory", action="store_true", help="skip the RSS peak measurement")
-    ap.add_argument("--threads", type=int, default=2, help="torch threads (numba keeps its default)")
+    ap.add_argument("--threads", type=int, default=2, help="CPU threads: torch's and the numba kernels' (they follow torch)")
     ap.add_argument("--_probe", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args._probe:

@@ -134,11 +134,26 @@ def test_same_config_and_seed_give_identical_metrics(images, tmp_path, finished_
     pd.testing.assert_frame_equal(ha.drop(columns="seconds"), hb.drop(columns="seconds"))
 
 
-def test_a_runs_thread_setting_does_not_outlive_it(images, tmp_path):
-    before = torch.get_num_threads()
-    wanted = 1 if before != 1 else 2
-    train(tiny_config(images, tmp_path / "threads", epochs=1, threads=wanted), progress=False)
-    assert torch.get_num_threads() == before
+def test_a_runs_thread_setting_reaches_torch_and_numba_and_does_not_outlive_it(images, tmp_path, monkeypatch):
+    import numba
+
+    import msvssm.train.run as run_module
+    from msvssm.ops.threads import cpu_thread_count
+
+    before = torch.get_num_threads(), numba.get_num_threads(), cpu_thread_count()
+    wanted = 1 if before[0] != 1 else 2
+    seen = []
+    real_epoch = run_module.train_one_epoch
+
+    def spying_epoch(*args, **kwargs):
+        seen.append((torch.get_num_threads(), cpu_thread_count()))
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "train_one_epoch", spying_epoch)
+    out = train(tiny_config(images, tmp_path / "threads", epochs=1, threads=wanted), progress=False)
+    assert seen == [(wanted, wanted)]
+    assert json.loads((out / "record.json").read_text())["threads"]["numba"] == wanted
+    assert (torch.get_num_threads(), numba.get_num_threads(), cpu_thread_count()) == before
 
 
 def test_another_seed_gives_other_weights(images, tmp_path, finished_run):

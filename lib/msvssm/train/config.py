@@ -73,7 +73,7 @@ class TrainConfig:
     amp: str = "auto"  # auto: bf16 on CUDA if supported (else fp16), none on CPU
     device: str = "auto"
     workers: int = 0  # image decoding processes (0: in this process)
-    threads: int = 0  # torch CPU threads (0: leave torch's default)
+    threads: int = 0  # CPU threads of torch, the numba kernels and the scan's pool (0: torch's default)
     scan_backend: str = ""  # "" : MSVSSM_SCAN_BACKEND or auto
     # --- outputs
     out: str = ""

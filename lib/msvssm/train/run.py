@@ -23,12 +23,12 @@ share of every batch (gloo on CPU, NCCL on GPU); only rank 0 writes files.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import platform
 import time
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +37,12 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
+from ..ops.threads import cpu_threads, thread_settings
 from ..utils import atomic_path, atomic_write_json, get_logger, git_commit
 from .checkpoint import check_compatible, load_checkpoint, load_weights, save_checkpoint
 from .config import ConfigError, TrainConfig
 from .data import AugmentParams, BatchIterator, InMemorySplit, epoch_seed, load_split
+from .inputs import file_sha256
 from .distributed import DistContext, all_gather_predictions, init_distributed
 from .loop import predict, train_one_epoch
 
@@ -108,12 +110,25 @@ def split_file_for(cfg: TrainConfig, dist: DistContext | None = None) -> Path:
 
     data_dir = Path(cfg.data)
     path = data_dir / "splits" / f"{split_name(cfg.split, cfg.split_seed)}.csv"
-    if not path.exists() and (dist is None or dist.is_main):
-        made = make_splits(data_dir, cfg.split, seed=cfg.split_seed)
-        path = made[0]
+    if dist is None or dist.is_main:
+        stale = path.exists() and split_is_stale(path, data_dir)
+        if stale:
+            log.warning("%s was made from another manifest.csv (the data changed since): making it again", path)
+        if stale or not path.exists():
+            path = make_splits(data_dir, cfg.split, seed=cfg.split_seed)[0]
     if dist is not None:
         dist.barrier()
     return path
+
+
+def split_is_stale(path: Path, data_dir: Path) -> bool:
+    """Whether a split file's record names another manifest than the data's current one."""
+    record = path.with_suffix(".json")
+    manifest = data_dir / "manifest.csv"
+    if not record.exists() or not manifest.exists():
+        return False  # a hand-made split file: nothing to compare (its content still keys the runs)
+    made_from = json.loads(record.read_text(encoding="utf-8")).get("manifest_sha256")
+    return made_from is not None and made_from != file_sha256(manifest)
 
 
 def open_run_data(cfg: TrainConfig, dist: DistContext | None = None):
@@ -226,15 +241,21 @@ def build_mixup(cfg: TrainConfig, num_classes: int):
                  num_classes=num_classes)
 
 
+def build_scaler(amp_dtype: torch.dtype | None, device: torch.device):
+    """fp16 needs a loss scaler (small gradients underflow in float16); bf16 and float32 do not."""
+    return torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
+
+
+def build_ema(cfg: TrainConfig, model: nn.Module):
+    """timm's weight EMA (with its warm-up of the decay), or None."""
+    if not cfg.ema:
+        return None
+    from timm.utils import ModelEmaV3
+
+    return ModelEmaV3(model, decay=cfg.ema_decay, use_warmup=True)
+
+
 # ----------------------------------------------------------------------------- records
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def data_provenance(data_dir: Path) -> dict[str, Any]:
@@ -267,6 +288,7 @@ def run_record(cfg: TrainConfig, device: torch.device, model: nn.Module, data: R
         "git_commit": git_commit(),
         "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
         "cpu_threads": torch.get_num_threads(),
+        "threads": thread_settings(),  # torch's and the numba kernels' counts, numba's threading layer
         "world_size": world_size,
         "scan_backend": {"used": used, "requested": [r or os.environ.get("MSVSSM_SCAN_BACKEND") or "auto"
                                                      for r in requested],
@@ -313,134 +335,231 @@ def prepare_out_dir(cfg: TrainConfig, resume: bool) -> Path:
     return out
 
 
-def is_complete(out: str | os.PathLike) -> bool:
-    """Whether ``out`` holds a finished run (metrics.json written after the test evaluation)."""
-    return (Path(out) / "metrics.json").exists()
+def is_complete(out: str | os.PathLike, inputs: dict[str, Any] | None = None) -> bool:
+    """Whether ``out`` holds a finished run (metrics.json written after the test evaluation) and, when
+    ``inputs`` (:func:`msvssm.train.inputs.run_inputs`) are given, one computed from exactly those."""
+    out = Path(out)
+    if not (out / "metrics.json").exists():
+        return False
+    if inputs is None:
+        return True
+    from .inputs import changed_inputs, read_inputs
+
+    return not changed_inputs(read_inputs(out), inputs)
+
+
+@dataclass
+class Training:
+    """Everything the epochs of one run use, built from its config by :func:`setup_run`."""
+
+    cfg: TrainConfig
+    dist: DistContext
+    out: Path
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    data: RunData
+    inputs: dict[str, Any]
+    model: nn.Module
+    train_model: nn.Module  # the model, wrapped in DDP when distributed
+    optimizer: Any
+    scheduler: Any
+    scaler: Any
+    ema: Any
+    mix: Any
+    loss_fn: nn.Module
+    train_batches: BatchIterator
+    val_batches: BatchIterator
+    test_batches: BatchIterator | None
+    start_epoch: int = 0
+    step: int = 0
+    history: list = dataclass_field(default_factory=list)
+    best: dict = dataclass_field(default_factory=lambda: {"val_weighted_f1": -1.0, "epoch": -1})
+
+    @property
+    def autocast(self):
+        return autocast_factory(self.device, self.amp_dtype)
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """What is validated and saved as best.pt: the EMA weights when EMA is on."""
+        return self.ema.module if self.ema is not None else self.model
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> Path:
-    """Train ``cfg`` to the end (or continue it with ``resume``), score the test split once; returns the run folder."""
+    """Train ``cfg`` to the end (or continue it with ``resume``), score the test split once; returns the run folder.
+
+    The caller's random state and thread count are left as they were: the run draws from
+    torch's and numpy's global generators (timm's DropPath and Mixup use them), reseeded from
+    (seed, epoch), inside a scope that restores the caller's states when it ends.
+    """
+    dist = init_distributed(cfg)
+    try:
+        device = resolve_device(cfg, dist)
+        with cpu_threads(cfg.threads or None), isolated_random_state(device):  # both restored afterwards
+            run = setup_run(cfg, dist, device, resume)
+            if resume and (run.out / "last.pt").exists():
+                restore_last_checkpoint(run)
+            record_run_start(run)
+            for epoch in range(run.start_epoch, cfg.epochs):
+                row = run_epoch(run, epoch, progress)
+                save_epoch(run, row)
+            if dist.is_main:
+                evaluate_run(run.out, split="test", data=run.data, autocast=run.autocast, device=device)
+            dist.barrier()
+        return run.out
+    finally:
+        dist.close()
+
+
+@contextlib.contextmanager
+def isolated_random_state(device: torch.device):
+    """Run the body with torch's, numpy's and Python's global generators forked: the caller's states come back."""
+    import random
+
+    np_state, py_state = np.random.get_state(), random.getstate()
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        try:
+            yield
+        finally:
+            np.random.set_state(np_state)
+            random.setstate(py_state)
+
+
+def setup_run(cfg: TrainConfig, dist: DistContext, device: torch.device, resume: bool) -> Training:
+    """Check the folder and the data, build the model (seeded), decode the data, build optimiser and friends."""
+    from .inputs import run_inputs
+
+    out = prepare_out_dir(cfg, resume) if dist.is_main else Path(cfg.out)
+    dist.barrier()
+    amp_dtype = resolve_amp(cfg, device)
+    sides, classes, split_file = open_run_data(cfg, dist)
+    inputs = run_inputs(cfg, split_file)
+    if resume and (out / "last.pt").exists():
+        check_inputs_unchanged(out, inputs, "resume")
+    torch.manual_seed(cfg.seed)  # the initial weights depend on the seed only
+    model = build_run_model(cfg, len(classes), device)
+    data = decode_run_data(cfg, sides, classes, split_file)
+    train_batches = BatchIterator(data.train, cfg.batch_size, train=True, seed=cfg.seed, augment=augment_params(cfg),
+                                  rank=dist.rank, world_size=dist.world_size, device=device)
+    val_batches = BatchIterator(data.val, cfg.batch_size * 2, train=False, rank=dist.rank,
+                                world_size=dist.world_size, device=device)
+    # track_test: a learning-curve study's view of the test split; it never selects anything.
+    test_batches = BatchIterator(data.test, cfg.batch_size * 2, train=False, rank=dist.rank,
+                                 world_size=dist.world_size, device=device) if cfg.track_test else None
+    if len(train_batches) == 0:
+        raise RunError(f"{len(data.train)} training images give no full batch of {cfg.batch_size} per process")
+    optimizer = build_optimizer(cfg, model)
+    mix = build_mixup(cfg, len(data.class_names))
+    return Training(
+        cfg=cfg, dist=dist, out=out, device=device, amp_dtype=amp_dtype, data=data, inputs=inputs, model=model,
+        train_model=dist.wrap(model), optimizer=optimizer,
+        scheduler=build_scheduler(cfg, optimizer, len(train_batches)), scaler=build_scaler(amp_dtype, device),
+        ema=build_ema(cfg, model), mix=mix,
+        loss_fn=nn.CrossEntropyLoss(label_smoothing=0.0 if mix is not None else cfg.label_smoothing),
+        train_batches=train_batches, val_batches=val_batches, test_batches=test_batches)
+
+
+def check_inputs_unchanged(out: Path, inputs: dict, action: str) -> None:
+    """Refuse to ``action`` (resume, reuse) a run whose inputs changed, saying what changed."""
+    from .inputs import changed_inputs, read_inputs
+
+    changes = changed_inputs(read_inputs(out), inputs)
+    if changes:
+        raise RunError(f"cannot {action} {out}: " + "; ".join(changes) +
+                       ". Its results would not be what this data and code compute: train into another --out "
+                       "(or delete the folder)")
+
+
+def restore_last_checkpoint(run: Training) -> None:
+    """Continue exactly where ``last.pt`` stopped: weights, optimiser, schedule, EMA, loss scale, history."""
+    path = run.out / "last.pt"
+    state = load_checkpoint(path)
+    check_compatible(state, run.cfg.model, len(run.data.class_names), path)
+    load_weights(run.model, state["model"], path)
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    if run.ema is not None:
+        load_weights(run.ema.module, state["ema"], path)
+    if run.scaler is not None and state.get("scaler"):
+        run.scaler.load_state_dict(state["scaler"])
+    run.start_epoch, run.step, run.history, run.best = state["epoch"], state["step"], state["history"], state["best"]
+    log.info("resuming %s after epoch %d (step %d)", run.out, run.start_epoch, run.step)
+
+
+def record_run_start(run: Training) -> None:
+    """config.json, inputs.json and record.json (a resume keeps the first record and notes itself in it)."""
+    cfg, out = run.cfg, run.out
+    if run.dist.is_main:
+        from .inputs import INPUTS_FILE
+
+        atomic_write_json(out / "config.json", cfg.to_dict())
+        atomic_write_json(out / INPUTS_FILE, run.inputs)
+        record = run_record(cfg, run.device, run.model, run.data, run.dist.world_size)
+        if run.start_epoch > 0 and (out / "record.json").exists():  # keep what started the run; note the resume
+            first = json.loads((out / "record.json").read_text(encoding="utf-8"))
+            first.setdefault("resumed", []).append({"after_epoch": run.start_epoch, **{
+                k: record[k] for k in ("git_commit", "versions", "device", "world_size", "scan_backend")}})
+            record = first
+        atomic_write_json(out / "record.json", record)
+    if run.start_epoch == 0:
+        log.info("training %s (%d parameters) on %s for %d epochs of %d steps, %s",
+                 cfg.model, sum(p.numel() for p in run.model.parameters()), run.device, cfg.epochs,
+                 len(run.train_batches), f"amp {run.amp_dtype}" if run.amp_dtype else "float32")
+
+
+def run_epoch(run: Training, epoch: int, progress: bool) -> dict[str, Any]:
+    """Train one epoch, validate when due (saving best.pt on a new best), score the test split if tracked."""
     from tqdm.auto import tqdm
 
-    dist = init_distributed(cfg)
-    threads_before = torch.get_num_threads()
-    try:
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        out = prepare_out_dir(cfg, resume) if dist.is_main else Path(cfg.out)
-        dist.barrier()
-        device = resolve_device(cfg, dist)
-        amp_dtype = resolve_amp(cfg, device)
-        autocast = autocast_factory(device, amp_dtype)
-
-        sides, classes, split_file = open_run_data(cfg, dist)
-        torch.manual_seed(cfg.seed)  # the initial weights depend on the seed only
-        model = build_run_model(cfg, len(classes), device)
-        data = decode_run_data(cfg, sides, classes, split_file)
-        augment = augment_params(cfg)
-        train_batches = BatchIterator(data.train, cfg.batch_size, train=True, seed=cfg.seed, augment=augment,
-                                      rank=dist.rank, world_size=dist.world_size, device=device)
-        val_batches = BatchIterator(data.val, cfg.batch_size * 2, train=False, rank=dist.rank,
-                                    world_size=dist.world_size, device=device)
-        # track_test: a learning-curve study's view of the test split; it never selects anything.
-        test_batches = BatchIterator(data.test, cfg.batch_size * 2, train=False, rank=dist.rank,
-                                     world_size=dist.world_size, device=device) if cfg.track_test else None
-        steps_per_epoch = len(train_batches)
-        if steps_per_epoch == 0:
-            raise RunError(f"{len(data.train)} training images give no full batch of {cfg.batch_size} per process")
-
-        optimizer = build_optimizer(cfg, model)
-        scheduler = build_scheduler(cfg, optimizer, steps_per_epoch)
-        scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-        ema = None
-        if cfg.ema:
-            from timm.utils import ModelEmaV3
-
-            ema = ModelEmaV3(model, decay=cfg.ema_decay, use_warmup=True)
-        mix = build_mixup(cfg, len(data.class_names))
-        loss_fn = nn.CrossEntropyLoss(label_smoothing=0.0 if mix is not None else cfg.label_smoothing)
-        train_model = dist.wrap(model)
-
-        start_epoch, step, history, best = 0, 0, [], {"val_weighted_f1": -1.0, "epoch": -1}
-        if resume and (out / "last.pt").exists():
-            state = load_checkpoint(out / "last.pt")
-            check_compatible(state, cfg.model, len(data.class_names), out / "last.pt")
-            load_weights(model, state["model"], out / "last.pt")
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            if ema is not None:
-                load_weights(ema.module, state["ema"], out / "last.pt")
-            if scaler is not None and state.get("scaler"):
-                scaler.load_state_dict(state["scaler"])
-            start_epoch, step, history, best = state["epoch"], state["step"], state["history"], state["best"]
-            log.info("resuming %s after epoch %d (step %d)", out, start_epoch, step)
-        if dist.is_main:
-            atomic_write_json(out / "config.json", cfg.to_dict())
-            record = run_record(cfg, device, model, data, dist.world_size)
-            if start_epoch > 0 and (out / "record.json").exists():  # keep what started the run; note the resume
-                first = json.loads((out / "record.json").read_text(encoding="utf-8"))
-                first.setdefault("resumed", []).append({"after_epoch": start_epoch, **{
-                    k: record[k] for k in ("git_commit", "versions", "device", "world_size", "scan_backend")}})
-                record = first
-            atomic_write_json(out / "record.json", record)
-        if start_epoch == 0:
-            log.info("training %s (%d parameters) on %s for %d epochs of %d steps, %s",
-                     cfg.model, sum(p.numel() for p in model.parameters()), device, cfg.epochs, steps_per_epoch,
-                     f"amp {amp_dtype}" if amp_dtype else "float32")
-
-        eval_model = ema.module if ema is not None else model
-        for epoch in range(start_epoch, cfg.epochs):
-            t0 = time.perf_counter()
-            # Every random draw of an epoch comes from (seed, epoch): resuming redoes it exactly.
-            # The rank enters the torch seed so that each process draws its own drop-path masks.
-            torch.manual_seed(epoch_seed(cfg.seed, epoch, f"torch{dist.rank}"))
-            np.random.seed(epoch_seed(cfg.seed, epoch, "numpy") % 2**32)
-            train_batches.set_epoch(epoch)
-            lr_at_start = optimizer.param_groups[0]["lr"]
-            bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
-                       disable=not (progress and dist.is_main))
-            train_stats, step = train_one_epoch(
-                train_model, train_batches, optimizer, loss_fn, epoch=epoch, step=step, scheduler=scheduler,
-                clip_grad=cfg.clip_grad, ema=ema, mix=mix, autocast=autocast, scaler=scaler, progress=bar)
-            bar.close()
-            train_stats = dist.mean_dict(train_stats)
-            row = {"epoch": epoch + 1, "lr": lr_at_start,
-                   "train_loss": train_stats["loss"], "train_accuracy": train_stats["accuracy"]}
-            last_epoch = epoch + 1 == cfg.epochs
-            if (epoch + 1) % cfg.eval_every == 0 or last_epoch:
-                val = score(eval_model, val_batches, data.class_names, autocast, dist)
-                row.update(val_loss=val["loss"], val_accuracy=val["accuracy"], val_weighted_f1=val["weighted_f1"])
-                if val["weighted_f1"] > best["val_weighted_f1"]:
-                    best = {"val_weighted_f1": val["weighted_f1"], "val_accuracy": val["accuracy"], "epoch": epoch + 1}
-                    if dist.is_main:
-                        save_checkpoint(out / "best.pt", {
-                            "model": eval_model.state_dict(), "model_name": cfg.model,
-                            "model_kwargs": cfg.model_kwargs, "class_names": data.class_names,
-                            "image_size": cfg.image_size, "epoch": epoch + 1, "val": best})
-            row["seconds"] = time.perf_counter() - t0  # training and validation; not the study's test pass
-            if test_batches is not None:
-                test = score(eval_model, test_batches, data.class_names, autocast, dist)
-                row.update(test_accuracy=test["accuracy"], test_weighted_f1=test["weighted_f1"])
-            history.append(row)
+    cfg, dist = run.cfg, run.dist
+    t0 = time.perf_counter()
+    # Every random draw of an epoch comes from (seed, epoch): resuming redoes it exactly.
+    # The rank enters the torch seed so that each process draws its own drop-path masks.
+    torch.manual_seed(epoch_seed(cfg.seed, epoch, f"torch{dist.rank}"))
+    np.random.seed(epoch_seed(cfg.seed, epoch, "numpy") % 2**32)  # timm's Mixup draws from numpy
+    run.train_batches.set_epoch(epoch)
+    lr_at_start = run.optimizer.param_groups[0]["lr"]
+    bar = tqdm(total=len(run.train_batches), desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+               disable=not (progress and dist.is_main))
+    stats, run.step = train_one_epoch(
+        run.train_model, run.train_batches, run.optimizer, run.loss_fn, epoch=epoch, step=run.step,
+        scheduler=run.scheduler, clip_grad=cfg.clip_grad, ema=run.ema, mix=run.mix, autocast=run.autocast,
+        scaler=run.scaler, progress=bar)
+    bar.close()
+    stats = dist.mean_dict(stats)
+    row = {"epoch": epoch + 1, "lr": lr_at_start, "train_loss": stats["loss"], "train_accuracy": stats["accuracy"]}
+    if (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs:
+        val = score(run.eval_model, run.val_batches, run.data.class_names, run.autocast, dist)
+        row.update(val_loss=val["loss"], val_accuracy=val["accuracy"], val_weighted_f1=val["weighted_f1"])
+        if val["weighted_f1"] > run.best["val_weighted_f1"]:
+            run.best = {"val_weighted_f1": val["weighted_f1"], "val_accuracy": val["accuracy"], "epoch": epoch + 1}
             if dist.is_main:
-                write_history(out / "history.csv", history)  # before last.pt: a kill between them is redone
-                save_checkpoint(out / "last.pt", {
-                    "model": model.state_dict(), "model_name": cfg.model, "class_names": data.class_names,
-                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "ema": ema.module.state_dict() if ema is not None else None,
-                    "scaler": scaler.state_dict() if scaler is not None else None,
-                    "epoch": epoch + 1, "step": step, "history": history, "best": best})
-                log.info("epoch %d/%d  %s", epoch + 1, cfg.epochs, "  ".join(
-                    f"{k}={v:.4g}" for k, v in row.items() if k != "epoch" and isinstance(v, float)))
-            dist.barrier()
+                save_checkpoint(run.out / "best.pt", {
+                    "model": run.eval_model.state_dict(), "model_name": cfg.model,
+                    "model_kwargs": cfg.model_kwargs, "class_names": run.data.class_names,
+                    "image_size": cfg.image_size, "epoch": epoch + 1, "val": run.best})
+    row["seconds"] = time.perf_counter() - t0  # training and validation; not the study's test pass
+    if run.test_batches is not None:
+        test = score(run.eval_model, run.test_batches, run.data.class_names, run.autocast, dist)
+        row.update(test_accuracy=test["accuracy"], test_weighted_f1=test["weighted_f1"])
+    return row
 
-        if dist.is_main:
-            evaluate_run(out, split="test", data=data, autocast=autocast, device=device)
-        dist.barrier()
-        return out
-    finally:
-        torch.set_num_threads(threads_before)  # a run's ``threads`` must not outlive it in a notebook or test process
-        dist.close()
+
+def save_epoch(run: Training, row: dict[str, Any]) -> None:
+    """Append the epoch to history.csv, then write last.pt (a kill between the two redoes the epoch)."""
+    run.history.append(row)
+    if run.dist.is_main:
+        write_history(run.out / "history.csv", run.history)
+        save_checkpoint(run.out / "last.pt", {
+            "model": run.model.state_dict(), "model_name": run.cfg.model, "class_names": run.data.class_names,
+            "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+            "ema": run.ema.module.state_dict() if run.ema is not None else None,
+            "scaler": run.scaler.state_dict() if run.scaler is not None else None,
+            "epoch": row["epoch"], "step": run.step, "history": run.history, "best": run.best})
+        log.info("epoch %d/%d  %s", row["epoch"], run.cfg.epochs, "  ".join(
+            f"{k}={v:.4g}" for k, v in row.items() if k != "epoch" and isinstance(v, float)))
+    run.dist.barrier()
 
 
 def write_history(path: Path, history: list[dict]) -> None:
@@ -475,8 +594,27 @@ def _best_model_on(run: Path, split: str, data: RunData | None, device):
         raise RunError(f"split must be train, val or test, not {split!r}")
     model, state, cfg = load_run_model(run, device)
     data = data if data is not None else load_run_data(cfg)
+    check_data_unchanged(run, cfg, data)
     batches = BatchIterator(getattr(data, split), cfg.batch_size * 2, train=False, device=device)
     return model, state, cfg, data, batches
+
+
+def check_data_unchanged(run: Path, cfg: TrainConfig, data: RunData) -> None:
+    """Refuse to score a run on data or a split file other than the ones it was trained and selected on."""
+    from .inputs import data_fingerprint, read_inputs
+
+    saved = read_inputs(run)
+    if saved is None:
+        return  # a run made before runs recorded their inputs: nothing to compare
+    now, changes = data_fingerprint(cfg.data), []
+    for key, what in (("manifest_sha256", "the manifest"), ("crops_sha256", "the face crops")):
+        if saved.get("data", {}).get(key) != now[key]:
+            changes.append(f"{what} changed")
+    if saved.get("split", {}).get("sha256") != file_sha256(data.split_file):
+        changes.append(f"the split file {data.split_file.name} changed")
+    if changes:
+        raise RunError(f"run {run} was trained on other data than {cfg.data} holds now ({', '.join(changes)}): "
+                       "its checkpoint would be scored on images it may have trained on; train it again")
 
 
 def evaluate_run(run: str | os.PathLike, split: str = "test", *, data: RunData | None = None, autocast=None,

@@ -7,14 +7,15 @@
     table = sweep.run(seeds=[0, 1, 2])         # trains only what is missing; resumes unfinished runs
     sweep.write_tables("build/results/ablation")  # CSV and Markdown
 
-Each run lives in ``root/<hash of its configuration>``: a run is found again by *what it
-computes* (model, data, split, recipe, seed), not by the name a notebook gave it, so the
-ablation notebook reuses the runs the training notebook made, and a second ``make
-reproduce`` trains nothing.
+Each run lives in ``root/<model>-<split>-s<seed>-<hash of its inputs>``: a run is found again by
+*what it is computed from* (:mod:`msvssm.train.inputs`: the config, the data and split file by
+content, the library code that trains it, the numeric libraries' versions), not by the name a
+notebook gave it, so the ablation notebook reuses the runs the training notebook made, a
+second ``make reproduce`` trains nothing, and data regenerated in place (or changed code)
+trains again instead of reporting old numbers as new.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -25,19 +26,23 @@ import pandas as pd
 
 from ..utils import atomic_path, get_logger
 from .config import TrainConfig
-from .run import is_complete, train
+from .inputs import inputs_key, run_inputs
+from .run import check_inputs_unchanged, is_complete, split_file_for, train
 
 log = get_logger("sweep")
 
 METRICS = ("accuracy", "weighted_f1")
 
 
+def run_inputs_for(cfg: TrainConfig) -> dict[str, Any]:
+    """What a run of ``cfg`` would be computed from (:mod:`msvssm.train.inputs`); makes its split file if missing."""
+    return run_inputs(cfg, split_file_for(cfg))
+
+
 def run_key(cfg: TrainConfig) -> str:
-    """A short stable hash of what a run computes (its config minus output folder and speed knobs)."""
-    identity = cfg.identity()
-    identity["data"] = os.path.abspath(identity["data"])
-    blob = json.dumps(identity, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:12]
+    """A short stable hash of what a run computes from: its config (no output folder, no speed knobs),
+    the data and split file by content, the library code that trains it and the numeric libraries' versions."""
+    return inputs_key(run_inputs_for(cfg))
 
 
 def run_dir_for(root: str | os.PathLike, cfg: TrainConfig) -> Path:
@@ -66,22 +71,31 @@ class Sweep:
         return out
 
     def run(self, seeds: Sequence[int] = (0,), progress: bool = True) -> pd.DataFrame:
-        """Train every (row, seed) not finished yet (resuming unfinished ones); returns the per-run table."""
-        todo = self.configs(seeds)
-        done = sum(is_complete(cfg.out) for _, _, cfg in todo)
+        """Train every (row, seed) not finished yet (resuming unfinished ones); returns the per-run table.
+
+        A run folder is named by a hash of its inputs, so changed data or code gives a new folder
+        and a new run; a finished folder whose saved inputs differ anyway (edited by hand, or made
+        before runs recorded their inputs) is refused with what changed, never reused.
+        """
+        todo = [(name, seed, cfg, run_inputs_for(cfg)) for name, seed, cfg in self.configs(seeds)]
+        done = 0
+        for _, _, cfg, inputs in todo:
+            if (Path(cfg.out) / "metrics.json").exists():
+                check_inputs_unchanged(Path(cfg.out), inputs, "reuse")
+                done += 1
         log.info("sweep: %d runs, %d already finished, %d to train", len(todo), done, len(todo) - done)
-        for name, seed, cfg in todo:
-            if is_complete(cfg.out):
+        for name, seed, cfg, inputs in todo:
+            if is_complete(cfg.out, inputs):
                 continue
             log.info("sweep: training %s seed %d -> %s", name, seed, cfg.out)
             train(cfg, resume=True, progress=progress)
         return self.results(seeds)
 
     def results(self, seeds: Sequence[int] = (0,)) -> pd.DataFrame:
-        """One row per finished run: name, seed, test metrics, best epoch, wall seconds, run folder."""
+        """One row per finished run of exactly these inputs: name, seed, test metrics, best epoch, wall seconds, folder."""
         records = []
         for name, seed, cfg in self.configs(seeds):
-            if not is_complete(cfg.out):
+            if not is_complete(cfg.out, run_inputs_for(cfg)):
                 continue
             records.append(run_summary(cfg.out, name=name))
         return pd.DataFrame(records)

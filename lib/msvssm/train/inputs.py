@@ -1,0 +1,197 @@
+"""What a run was computed from: its inputs, by content, so that a cached run is never stale.
+
+A finished run is reused (by a sweep, by a second ``make reproduce``) only if everything
+that decides its numbers is unchanged. :func:`run_inputs` lists those things:
+
+    config      the run's configuration (``TrainConfig.identity()``: no output folder, no speed knobs),
+                with the data folder's *path* left out: the data counts by content, below
+    data        sha256 of ``manifest.csv`` and of every crop the manifest lists as usable
+                (regenerate the data in place, even with the same file names, and this changes)
+    split       sha256 of the split file the run reads (which images are train / val / test)
+    code        sha256 per part of the library code that computes a run (:data:`CODE_PARTS`: the
+                models, the scan operators, the training loop and its plumbing, the data readers,
+                the metrics), over the *syntax tree* without docstrings, so editing a comment or
+                a docstring keeps the cache and editing code does not. (Sweeps, plots and the
+                notebooks' analyses are not in it: they read runs, they do not compute them.)
+    versions    torch, timm, numpy and numba: other versions may round differently
+
+The sweep's cache key is a hash of all of it (:func:`inputs_key`); each run folder keeps
+its own ``inputs.json``, and :func:`changed_inputs` says, in words, what differs between a
+saved one and now, for the error that refuses to resume or reuse a stale run.
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+INPUTS_FILE = "inputs.json"
+INPUTS_FORMAT = 1
+
+# The library code a run's numbers depend on: packages (every module below them) and single modules.
+CODE_PARTS: tuple[str, ...] = ("models", "ops", "train/run.py", "train/loop.py", "train/data.py", "train/config.py",
+                               "train/checkpoint.py", "train/distributed.py", "data/dataset.py", "data/manifest.py",
+                               "evaluation.py")
+VERSIONED = ("torch", "timm", "numpy", "numba")
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # lib/msvssm
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------- code
+
+
+def _strip_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+def source_fingerprint(path: Path) -> str:
+    """sha256 of a module's syntax tree without docstrings: comments, docstrings and layout do not count."""
+    tree = _strip_docstrings(ast.parse(path.read_text(encoding="utf-8"), filename=str(path)))
+    return hashlib.sha256(ast.dump(tree, annotate_fields=False).encode()).hexdigest()
+
+
+def code_fingerprint(root: Path = PACKAGE_ROOT) -> dict[str, str]:
+    """One sha256 per entry of :data:`CODE_PARTS`, over its modules' syntax trees (sorted by path)."""
+    return dict(_code_fingerprint(str(root), _code_stamp(root)))
+
+
+def _code_files(root: Path, part: str) -> list[Path]:
+    target = root / part
+    return sorted(target.rglob("*.py")) if target.is_dir() else [target]
+
+
+def _code_stamp(root: Path) -> tuple:
+    """Sizes and modification times of the code files: the fingerprint is recomputed when one changes."""
+    return tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for part in CODE_PARTS for p in _code_files(root, part))
+
+
+@lru_cache(maxsize=4)
+def _code_fingerprint(root: str, stamp: tuple) -> tuple[tuple[str, str], ...]:
+    out = []
+    for part in CODE_PARTS:
+        h = hashlib.sha256()
+        for path in _code_files(Path(root), part):
+            h.update(path.relative_to(root).as_posix().encode() + b"\0" + source_fingerprint(path).encode() + b"\0")
+        out.append((part, h.hexdigest()))
+    return tuple(out)
+
+
+def library_versions() -> dict[str, str]:
+    import importlib
+
+    return {name: getattr(importlib.import_module(name), "__version__", "?") for name in VERSIONED}
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def data_fingerprint(data_dir: str | os.PathLike) -> dict[str, Any]:
+    """sha256 of the manifest and of every usable crop's bytes (in manifest order), and the crop count.
+
+    Hashing the crops, not only the manifest, catches data regenerated in place under the same
+    file names (another generator seed, a fixed renderer, another detector). Memoised per process
+    on the files' sizes and modification times, so a sweep of many runs reads the crops once.
+    """
+    from ..data.manifest import read_manifest
+
+    data_dir = Path(data_dir)
+    manifest = data_dir / "manifest.csv"
+    if not manifest.exists():
+        raise FileNotFoundError(f"{manifest} does not exist: cannot fingerprint the data of {data_dir}")
+    rows = read_manifest(data_dir, ok_only=True)
+    paths = [data_dir / str(p) for p in rows["path"]]
+    try:
+        stamp = tuple((str(p), *_size_mtime(p)) for p in [manifest, *paths])
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{data_dir}: the manifest lists a crop that does not exist: {err.filename}") from None
+    return dict(_data_fingerprint(stamp))
+
+
+def _size_mtime(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+@lru_cache(maxsize=8)
+def _data_fingerprint(stamp: tuple) -> tuple[tuple[str, Any], ...]:
+    manifest, *crops = (Path(s[0]) for s in stamp)
+    h = hashlib.sha256()
+    for path in crops:
+        h.update(file_sha256(path).encode())
+    return (("manifest_sha256", file_sha256(manifest)), ("crops_sha256", h.hexdigest()), ("crops", len(crops)))
+
+
+# ----------------------------------------------------------------------------- a run's inputs
+
+
+def run_inputs(cfg, split_file: str | os.PathLike) -> dict[str, Any]:
+    """Everything a run of ``cfg`` on ``split_file`` is computed from (see the module docstring)."""
+    config = cfg.identity()
+    config.pop("data")  # the data counts by content (below), not by where it lies
+    return {
+        "format": INPUTS_FORMAT,
+        "config": config,
+        "data": data_fingerprint(cfg.data),
+        "split": {"file": Path(split_file).name, "sha256": file_sha256(split_file)},
+        "code": code_fingerprint(),
+        "versions": library_versions(),
+    }
+
+
+def inputs_key(inputs: dict[str, Any]) -> str:
+    """A short stable hash of a run's inputs: the sweep's cache key."""
+    blob = json.dumps(inputs, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def read_inputs(run: str | os.PathLike) -> dict[str, Any] | None:
+    path = Path(run) / INPUTS_FILE
+    if not path.exists():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def changed_inputs(saved: dict[str, Any] | None, now: dict[str, Any]) -> list[str]:
+    """What differs between a run's saved inputs and the current ones, one phrase each (empty: nothing)."""
+    if saved is None:
+        return [f"the run folder has no {INPUTS_FILE} (made before runs recorded their inputs)"]
+    changes = []
+    old_cfg, new_cfg = saved.get("config", {}), now["config"]
+    diff = {k: (old_cfg.get(k), new_cfg.get(k)) for k in sorted(set(old_cfg) | set(new_cfg))
+            if old_cfg.get(k) != new_cfg.get(k)}
+    if diff:
+        changes.append("the configuration changed (saved -> now: " +
+                       ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items()) + ")")
+    old_data, new_data = saved.get("data", {}), now["data"]
+    if old_data.get("manifest_sha256") != new_data["manifest_sha256"]:
+        changes.append("the data's manifest.csv changed")
+    if old_data.get("crops_sha256") != new_data["crops_sha256"]:
+        changes.append(f"the face crops changed ({old_data.get('crops')} -> {new_data['crops']} crops, "
+                       "content hash differs): the data was regenerated or edited")
+    if saved.get("split", {}).get("sha256") != now["split"]["sha256"]:
+        changes.append(f"the split file {now['split']['file']} changed")
+    code = [part for part in now["code"] if saved.get("code", {}).get(part) != now["code"][part]]
+    if code:
+        changes.append("the library code that computes a run changed (msvssm: " + ", ".join(code) + ")")
+    versions = {k: (saved.get("versions", {}).get(k), v) for k, v in now["versions"].items()
+                if saved.get("versions", {}).get(k) != v}
+    if versions:
+        changes.append("library versions changed (" + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in versions.items()) + ")")
+    return changes
