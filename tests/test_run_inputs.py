@@ -159,3 +159,52 @@ def test_changed_inputs_names_each_change(data, tmp_path):
 def test_run_dir_names_the_model_split_seed_and_key(data, tmp_path):
     cfg = tiny_config(data, tmp_path / "o", seed=2)
     assert run_dir_for(tmp_path, cfg).name == f"vssm_nano-frame-s2-{run_key(cfg)}"
+
+
+def test_the_key_is_the_same_in_another_process_and_from_a_relative_path(data, tmp_path):
+    import subprocess
+    import sys
+
+    cfg = tiny_config(data, tmp_path / "o")
+    script = ("import sys; sys.path.insert(0, sys.argv[2]); from test_train import tiny_config; "
+              "from msvssm.train.sweep import run_key; from pathlib import Path; "
+              "print(run_key(tiny_config(Path(sys.argv[1]), Path('o'))))")
+    tests_dir = str(Path(__file__).parent)
+    relative = subprocess.run([sys.executable, "-c", script, "data", tests_dir], cwd=tmp_path, check=True,
+                              capture_output=True, text=True).stdout.split()[-1]
+    assert relative == run_key(cfg)
+
+
+def test_the_label_order_and_the_device_are_inputs(data, tmp_path):
+    from msvssm.train.run import split_file_for
+
+    cfg = tiny_config(data, tmp_path / "o")
+    key = run_key(cfg)
+    inputs = run_inputs(cfg, split_file_for(cfg))
+    assert inputs["runtime"] == {"device": "cpu", "amp": "float32"}
+    classes = json.loads((data / "classes.json").read_text()) if (data / "classes.json").exists() else None
+    (data / "classes.json").write_text(json.dumps(list(reversed(classes or ["HVHA", "HVLA", "LVHA", "LVLA"]))))
+    assert run_key(cfg) != key
+    cuda = json.loads(json.dumps(inputs))
+    cuda["runtime"] = {"device": "cuda", "amp": "torch.bfloat16"}
+    assert "the device or precision changed" in "; ".join(changed_inputs(cuda, inputs))
+
+
+def test_a_process_whose_library_changed_on_disk_refuses_to_key_runs(tmp_path):
+    """A notebook kernel runs the code it imported: after an edit on disk its runs cannot be keyed by the new code."""
+    from msvssm.train.inputs import CODE_PARTS, PACKAGE_ROOT, LibraryChangedError
+
+    root = tmp_path / "msvssm"
+    for part in CODE_PARTS:
+        src = PACKAGE_ROOT / part
+        if src.is_dir():
+            shutil.copytree(src, root / part)
+        else:
+            (root / part).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, root / part)
+    first = code_fingerprint(root)
+    assert code_fingerprint(root) == first
+    loop = root / "train" / "loop.py"
+    loop.write_text(loop.read_text() + "\nEDITED = True\n")
+    with pytest.raises(LibraryChangedError, match="restart the kernel|Restart the kernel"):
+        code_fingerprint(root)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -274,6 +275,29 @@ def make_splits(
     return [write_split(data_dir, split_name("subject", seed), df, split_subjects(df, ratios, seed), info)]
 
 
+def split_is_stale(path: str | Path, data_dir: str | Path) -> bool:
+    """Whether a split file's record (``.json`` beside it) names another ``manifest.csv`` than the data's current one.
+
+    A split file made by hand has no record: nothing to compare (its content still keys the runs).
+    """
+    record, manifest = Path(path).with_suffix(".json"), Path(data_dir) / "manifest.csv"
+    if not record.exists() or not manifest.exists():
+        return False
+    made_from = json.loads(record.read_text(encoding="utf-8")).get("manifest_sha256")
+    return made_from is not None and made_from != hashlib.sha256(manifest.read_bytes()).hexdigest()
+
+
+def current_split(data_dir: str | Path, protocol: str, seed: int = 0) -> Path:
+    """The split file of (protocol, seed), made if missing and made again if the manifest changed since."""
+    data_dir = Path(data_dir)
+    path = data_dir / "splits" / f"{split_name(protocol, seed)}.csv"
+    if path.exists() and split_is_stale(path, data_dir):
+        log.warning("%s was made from another manifest.csv (the data changed since): making it again", path)
+    elif path.exists():
+        return path
+    return make_splits(data_dir, protocol, seed=seed)[0]
+
+
 def first_seed_training_every_class(data_dir: str | Path, protocol: str, tries: int = 20) -> int:
     """The smallest split seed whose training side holds every class of the data (making those split files).
 
@@ -284,10 +308,7 @@ def first_seed_training_every_class(data_dir: str | Path, protocol: str, tries: 
     data_dir = Path(data_dir)
     classes = set(read_manifest(data_dir, ok_only=True)["label"].astype(str))
     for seed in range(tries):
-        path = data_dir / "splits" / f"{split_name(protocol, seed)}.csv"
-        if not path.exists():
-            path = make_splits(data_dir, protocol, seed=seed)[0]
-        split = read_split(path)
+        split = read_split(current_split(data_dir, protocol, seed))
         if set(split.loc[split["split"] == "train", "label"].astype(str)) == classes:
             return seed
     raise SplitError(f"no {protocol} split of {data_dir} with seed < {tries} has every class on its training side")

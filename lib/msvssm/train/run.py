@@ -6,6 +6,7 @@
 A run folder holds::
 
     config.json     the validated configuration (what --set changed included)
+    inputs.json     what it is computed from, by content (msvssm.train.inputs): resume and reuse check it
     record.json     what produced it: versions, git commit, device, scan backend, data hash, synthetic or not
     history.csv     per epoch: learning rate, train/val loss, accuracy, weighted F1, seconds
     last.pt         exact state after the last completed epoch (``--resume`` continues from it)
@@ -105,30 +106,16 @@ class RunData:
 
 
 def split_file_for(cfg: TrainConfig, dist: DistContext | None = None) -> Path:
-    """The shared split file of (protocol, split_seed); made once, reused by every run on the data."""
-    from ..data.splits import make_splits, split_name
+    """The shared split file of (protocol, split_seed); made once, reused by every run on the data, made
+    again if the data's manifest changed since (:func:`msvssm.data.splits.current_split`)."""
+    from ..data.splits import current_split, split_name
 
-    data_dir = Path(cfg.data)
-    path = data_dir / "splits" / f"{split_name(cfg.split, cfg.split_seed)}.csv"
+    path = Path(cfg.data) / "splits" / f"{split_name(cfg.split, cfg.split_seed)}.csv"
     if dist is None or dist.is_main:
-        stale = path.exists() and split_is_stale(path, data_dir)
-        if stale:
-            log.warning("%s was made from another manifest.csv (the data changed since): making it again", path)
-        if stale or not path.exists():
-            path = make_splits(data_dir, cfg.split, seed=cfg.split_seed)[0]
+        path = current_split(cfg.data, cfg.split, cfg.split_seed)
     if dist is not None:
         dist.barrier()
     return path
-
-
-def split_is_stale(path: Path, data_dir: Path) -> bool:
-    """Whether a split file's record names another manifest than the data's current one."""
-    record = path.with_suffix(".json")
-    manifest = data_dir / "manifest.csv"
-    if not record.exists() or not manifest.exists():
-        return False  # a hand-made split file: nothing to compare (its content still keys the runs)
-    made_from = json.loads(record.read_text(encoding="utf-8")).get("manifest_sha256")
-    return made_from is not None and made_from != file_sha256(manifest)
 
 
 def open_run_data(cfg: TrainConfig, dist: DistContext | None = None):
@@ -343,9 +330,10 @@ def is_complete(out: str | os.PathLike, inputs: dict[str, Any] | None = None) ->
         return False
     if inputs is None:
         return True
-    from .inputs import changed_inputs, read_inputs
+    from .inputs import inputs_key, read_inputs
 
-    return not changed_inputs(read_inputs(out), inputs)
+    saved = read_inputs(out)
+    return saved is not None and inputs_key(saved) == inputs_key(inputs)
 
 
 @dataclass
@@ -434,7 +422,7 @@ def setup_run(cfg: TrainConfig, dist: DistContext, device: torch.device, resume:
     dist.barrier()
     amp_dtype = resolve_amp(cfg, device)
     sides, classes, split_file = open_run_data(cfg, dist)
-    inputs = run_inputs(cfg, split_file)
+    inputs = run_inputs(cfg, split_file, device=device)
     if resume and (out / "last.pt").exists():
         check_inputs_unchanged(out, inputs, "resume")
     torch.manual_seed(cfg.seed)  # the initial weights depend on the seed only
@@ -462,9 +450,12 @@ def setup_run(cfg: TrainConfig, dist: DistContext, device: torch.device, resume:
 
 def check_inputs_unchanged(out: Path, inputs: dict, action: str) -> None:
     """Refuse to ``action`` (resume, reuse) a run whose inputs changed, saying what changed."""
-    from .inputs import changed_inputs, read_inputs
+    from .inputs import changed_inputs, inputs_key, read_inputs
 
-    changes = changed_inputs(read_inputs(out), inputs)
+    saved = read_inputs(out)
+    if saved is not None and inputs_key(saved) == inputs_key(inputs):
+        return
+    changes = changed_inputs(saved, inputs) or ["its inputs.json differs from the current inputs"]
     if changes:
         raise RunError(f"cannot {action} {out}: " + "; ".join(changes) +
                        ". Its results would not be what this data and code compute: train into another --out "
@@ -605,7 +596,9 @@ def check_data_unchanged(run: Path, cfg: TrainConfig, data: RunData) -> None:
 
     saved = read_inputs(run)
     if saved is None:
-        return  # a run made before runs recorded their inputs: nothing to compare
+        log.warning("%s has no inputs.json (made before runs recorded their inputs): cannot check that %s is the "
+                    "data it was trained on", run, cfg.data)
+        return
     now, changes = data_fingerprint(cfg.data), []
     for key, what in (("manifest_sha256", "the manifest"), ("crops_sha256", "the face crops")):
         if saved.get("data", {}).get(key) != now[key]:

@@ -89,16 +89,18 @@ class Sweep:
                 continue
             log.info("sweep: training %s seed %d -> %s", name, seed, cfg.out)
             train(cfg, resume=True, progress=progress)
-        return self.results(seeds)
+        return self._summaries(todo)
 
     def results(self, seeds: Sequence[int] = (0,)) -> pd.DataFrame:
-        """One row per finished run of exactly these inputs: name, seed, test metrics, best epoch, wall seconds, folder."""
-        records = []
-        for name, seed, cfg in self.configs(seeds):
-            if not is_complete(cfg.out, run_inputs_for(cfg)):
-                continue
-            records.append(run_summary(cfg.out, name=name))
-        return pd.DataFrame(records)
+        """One row per finished run of exactly these inputs: name, seed, test metrics, best epoch, wall seconds, folder.
+
+        Needs the data (its content keys the runs) and makes a missing split file."""
+        return self._summaries([(name, seed, cfg, run_inputs_for(cfg)) for name, seed, cfg in self.configs(seeds)])
+
+    @staticmethod
+    def _summaries(planned) -> pd.DataFrame:
+        return pd.DataFrame([run_summary(cfg.out, name=name) for name, _, cfg, inputs in planned
+                             if is_complete(cfg.out, inputs)])
 
     def write_tables(self, stem: str | os.PathLike, seeds: Sequence[int] = (0,)) -> pd.DataFrame:
         per_run = self.results(seeds)
