@@ -166,11 +166,16 @@ def test_another_seed_gives_other_weights(images, tmp_path, finished_run):
 # The child process trains through the real CLI; a wrapper around the run's epoch loop SIGKILLs
 # the process itself after the second batch of epoch 2, so the kill lands mid-epoch on any machine
 # speed (waiting a measured time instead was flaky on a loaded CI runner).
+# With --fp16 the child trains with float16 autocast and the loss scaler on the CPU (see test_train_options).
 KILL_MID_EPOCH_2 = """
 import os, signal, sys
+import torch
 import msvssm.train.run as run
 from msvssm.cli import main
 
+if "--fp16" in sys.argv:
+    sys.argv.remove("--fp16")
+    run.resolve_amp = lambda cfg, device: torch.float16
 real_train_one_epoch = run.train_one_epoch
 
 def killing_batches(batches):

@@ -19,7 +19,7 @@ import msvssm.train.run as run_module
 from msvssm.train import train
 from msvssm.train.checkpoint import load_checkpoint
 
-from test_train import make_image_folder, tiny_config
+from test_train import KILL_MID_EPOCH_2, make_image_folder, tiny_config
 
 # The gpu profile's recipe, shrunk: EMA, the paper's augmentation, drop path, and mixup/cutmix on top.
 GPU_OPTIONS = dict(ema=True, ema_decay=0.9, augment="paper", drop_path=0.2, mixup=0.2, cutmix=1.0)
@@ -170,33 +170,6 @@ def test_a_run_leaves_the_callers_random_state_alone(images, tmp_path):
 
 
 # ----------------------------------------------------------------------------- killed and resumed
-
-
-KILL_MID_EPOCH_2 = """
-import os, signal, sys
-import torch
-import msvssm.train.run as run
-from msvssm.cli import main
-
-if "--fp16" in sys.argv:
-    sys.argv.remove("--fp16")
-    run.resolve_amp = lambda cfg, device: torch.float16
-real_train_one_epoch = run.train_one_epoch
-
-def killing_batches(batches):
-    for i, batch in enumerate(batches):
-        if i == 2:
-            os.kill(os.getpid(), signal.SIGKILL)
-        yield batch
-
-def train_one_epoch(model, batches, *args, epoch, **kwargs):
-    if epoch == 1:  # zero-based: the second epoch
-        batches = killing_batches(batches)
-    return real_train_one_epoch(model, batches, *args, epoch=epoch, **kwargs)
-
-run.train_one_epoch = train_one_epoch
-sys.exit(main(sys.argv[1:]))
-"""
 
 
 @pytest.mark.slow
