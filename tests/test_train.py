@@ -43,8 +43,9 @@ def images(tmp_path_factory) -> Path:
 
 
 def tiny_config(data: Path, out: Path, **changes) -> TrainConfig:
+    # device="cpu": the tests that compare runs bit for bit must not move to a GPU where one exists
     base = dict(model="vssm_nano", data=str(data), out=str(out), image_size=32, batch_size=8, epochs=2,
-                warmup_epochs=0.5, lr=2e-3, drop_path=0.0)
+                warmup_epochs=0.5, lr=2e-3, drop_path=0.0, device="cpu")
     return TrainConfig.from_profile("smoke", **{**base, **changes})
 
 
@@ -259,6 +260,15 @@ def test_cli_reports_user_errors_in_one_line(tmp_path, capsys):
     assert "msvssm train: error: data folder" in err and "Traceback" not in err
     assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--set", "epochs=x"]) == 2
     assert "not a valid int" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="shows what happens without a usable GPU")
+def test_the_gpu_profile_refuses_to_start_without_a_usable_gpu(images, tmp_path):
+    cfg = TrainConfig.from_profile("gpu", data=str(images), out=str(tmp_path / "gpu"))
+    assert cfg.device == "cuda"
+    with pytest.raises(RunError, match=r"device=cuda asked for .*(CPU-only build|sees no usable GPU).*--set device=cpu"):
+        train(cfg, progress=False)
+    assert not (tmp_path / "gpu" / "last.pt").exists()
 
 
 def test_clear_errors_before_training(images, tmp_path):

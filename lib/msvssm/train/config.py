@@ -218,7 +218,10 @@ def _profile_defaults(name: str, **extra: Any) -> dict[str, Any]:
 PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
     "smoke": _profile_defaults("smoke", lr=1e-3, warmup_epochs=0.0, ema=False),
     "cpu": _profile_defaults("cpu", lr=2e-3, warmup_epochs=1.0, augment="none"),
-    "gpu": _profile_defaults("gpu", lr=5e-4, warmup_epochs=5.0, ema=True, ema_decay=0.9998, drop_path=0.2),
+    # device="cuda", not "auto": 300 epochs at 224 must never start on a CPU because CUDA was unusable
+    # (an old driver, a CPU-only torch); ``--set device=cpu`` runs the profile on a CPU on purpose.
+    "gpu": _profile_defaults("gpu", lr=5e-4, warmup_epochs=5.0, ema=True, ema_decay=0.9998, drop_path=0.2,
+                             device="cuda"),
 }
 
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(TrainConfig))

@@ -61,11 +61,23 @@ class RunError(RuntimeError):
 
 
 def resolve_device(cfg: TrainConfig, dist: DistContext | None = None) -> torch.device:
+    """``cuda`` (this process's GPU), or ``cpu``; ``device=cuda`` without a usable GPU is an error that says why."""
     if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
-            raise RunError("device=cuda asked for, but torch sees no CUDA device")
+            raise RunError(f"device=cuda asked for (the gpu profile asks for it), but {cuda_unusable_reason()}. "
+                           "To run this configuration on the CPU on purpose (a dry run), add --set device=cpu")
         return torch.device("cuda", dist.local_rank if dist else 0)
     return torch.device("cpu")
+
+
+def cuda_unusable_reason() -> str:
+    """Why ``torch.cuda.is_available()`` is False, in words a user can act on."""
+    if torch.version.cuda is None:
+        return (f"this torch ({torch.__version__}) is a CPU-only build: install a CUDA build of torch "
+                "(README, GPU section)")
+    return (f"torch {torch.__version__} (built for CUDA {torch.version.cuda}) sees no usable GPU: no NVIDIA GPU or "
+            f"driver is visible, or the driver is older than CUDA {torch.version.cuda} needs (check `nvidia-smi`; "
+            "with an older driver, install the same torch version from PyTorch's wheel index for your CUDA)")
 
 
 def resolve_amp(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
