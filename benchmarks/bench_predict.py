@@ -69,22 +69,10 @@ def write_clip(path: Path, seconds: float, fps: float, size: tuple[int, int], se
 
 
 def train_tiny_run(root: Path) -> Path:
-    import numpy as np
-    from PIL import Image
-
-    from msvssm.data import build_imagefolder_manifest
+    from msvssm.data import make_quadrant_folder
     from msvssm.train import TrainConfig, train
 
-    rng = np.random.default_rng(0)
-    data = root / "data"
-    for c, name in enumerate(("HVHA", "HVLA", "LVHA", "LVLA")):
-        (data / name).mkdir(parents=True, exist_ok=True)
-        for p in range(2):
-            for i in range(4):
-                img = rng.integers(0, 90, size=(40, 40, 3)).astype(np.uint8)
-                img[(c // 2) * 20:(c // 2) * 20 + 20, (c % 2) * 20:(c % 2) * 20 + 20] += np.uint8(120)
-                Image.fromarray(img).save(data / name / f"p{p:02d}_i{i:02d}.png")
-    build_imagefolder_manifest(data, group_pattern=r"^(p\d+)_")
+    data = make_quadrant_folder(root / "data", participants=2, per_class=4)
     cfg = TrainConfig.from_profile("smoke", model="vssm_nano", data=str(data), out=str(root / "run"), image_size=32,
                                    batch_size=8, epochs=1, warmup_epochs=0.5, lr=2e-3, drop_path=0.0)
     return Path(train(cfg, progress=False))

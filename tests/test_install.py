@@ -239,13 +239,11 @@ CORE = r'''
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
 import msvssm
 from msvssm.cli import main
-from msvssm.data import build_imagefolder_manifest
+from msvssm.data import make_quadrant_folder
 from msvssm.models import build_model
 
 assert Path(msvssm.__file__).resolve().is_relative_to(Path(sys.prefix).resolve()), msvssm.__file__
@@ -257,15 +255,7 @@ assert out.shape == (2, 4) and torch.isfinite(out).all()
 
 tmp, photo = Path(sys.argv[1]), sys.argv[2]
 data, run = tmp / "data", tmp / "run"
-rng = np.random.default_rng(0)
-for c, name in enumerate(["HVHA", "HVLA", "LVHA", "LVLA"]):
-    (data / name).mkdir(parents=True)
-    for p in range(2):
-        for i in range(4):
-            img = rng.integers(0, 90, size=(40, 40, 3)).astype(np.uint8)
-            img[(c // 2) * 20:(c // 2) * 20 + 20, (c % 2) * 20:(c % 2) * 20 + 20] += np.uint8(120)
-            Image.fromarray(img).save(data / name / f"p{p:02d}_i{i:02d}.png")
-build_imagefolder_manifest(data, group_pattern=r"^(p\d+)_")
+make_quadrant_folder(data, participants=2, per_class=4)  # the library's toy folder: core only
 assert main(["train", "--profile", "smoke", "--data", str(data), "--out", str(run), "--model", "vssm_nano",
              "--no-progress", "--set", "image_size=32", "--set", "epochs=1", "--set", "batch_size=8",
              "--set", "scan_backend=chunked"]) == 0

@@ -20,21 +20,9 @@ CLASSES = ("HVHA", "HVLA", "LVHA", "LVLA")
 
 def make_image_folder(root: Path, participants: int = 4, per_class: int = 6, size: int = 40, seed: int = 0) -> Path:
     """ROOT/<class>/pXX_iYY.png: each class a different bright quadrant plus noise, so a model can learn it."""
-    from PIL import Image
+    from msvssm.data import make_quadrant_folder
 
-    rng = np.random.default_rng(seed)
-    for c, name in enumerate(CLASSES):
-        (root / name).mkdir(parents=True, exist_ok=True)
-        for p in range(participants):
-            for i in range(per_class):
-                img = rng.integers(0, 90, size=(size, size, 3)).astype(np.uint8)
-                y0, x0 = (c // 2) * size // 2, (c % 2) * size // 2
-                img[y0 : y0 + size // 2, x0 : x0 + size // 2] += np.uint8(120 + 10 * p)
-                Image.fromarray(img).save(root / name / f"p{p:02d}_i{i:02d}.png")
-    from msvssm.data import build_imagefolder_manifest
-
-    build_imagefolder_manifest(root, group_pattern=r"^(p\d+)_")
-    return root
+    return make_quadrant_folder(root, participants, per_class, size, seed)
 
 
 @pytest.fixture(scope="module")

@@ -269,15 +269,11 @@ class FacePredictor:
             times = video.sample_times(info.fps, info.frame_count) or \
                 video.sample_times(info.fps, info.frame_count, start_s=0.0)
             time_of = {idx: t for t, idx in times}
-            frames = video.read_frames(path, list(time_of))
-            while True:
-                try:
-                    idx, bgr = next(frames)
-                except StopIteration:
-                    return
-                rgb, bgr = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), None
+            for idx, bgr in video.read_frames(path, list(time_of)):
+                rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                del bgr
                 yield idx, time_of[idx], rgb
-                rgb = None  # hold no frame while the next one decodes
+                del rgb  # hold no frame while the next one decodes
         except (video.VideoError, ValueError, OSError, cv2.error) as err:
             raise PredictError(f"{path}: unreadable video ({err})") from None
 

@@ -11,6 +11,7 @@ importing the package does not pull in OpenCV, dlib or torch.
 * :mod:`.preprocess` — ``preprocess_deap``, ``PreprocessConfig`` (CLI ``msvssm preprocess``)
 * :mod:`.splits` — ``make_splits``, ``read_split`` (CLI ``msvssm split``)
 * :mod:`.dataset` — ``FaceImageDataset``, ``train_transforms``, ``eval_transforms``
+* :mod:`.toy` — ``make_quadrant_folder`` (a toy image folder a model learns in seconds)
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ _EXPORTS = {
     ],
     "video": ["VideoError", "VideoInfo", "frame_index", "sample_times", "probe_video", "read_frames"],
     "faces": ["create_detector", "detect_faces", "largest_box", "enlarge_box", "clamp_box", "crop_face", "face_crop"],
+    "toy": ["make_quadrant_folder"],
     "manifest": ["MANIFEST_COLUMNS", "STATUSES", "read_manifest", "read_classes", "build_imagefolder_manifest"],
     "preprocess": ["PreprocessConfig", "PreprocessConfigError", "preprocess_deap", "format_summary"],
     "splits": ["PROTOCOLS", "SplitError", "make_splits", "read_split", "leakage", "split_frames", "split_trials",

@@ -468,10 +468,9 @@ def check_inputs_unchanged(out: Path, inputs: dict, action: str) -> None:
     if saved is not None and inputs_key(saved) == inputs_key(inputs):
         return
     changes = changed_inputs(saved, inputs) or ["its inputs.json differs from the current inputs"]
-    if changes:
-        raise RunError(f"cannot {action} {out}: " + "; ".join(changes) +
-                       ". Its results would not be what this data and code compute: train into another --out "
-                       "(or delete the folder)")
+    raise RunError(f"cannot {action} {out}: " + "; ".join(changes) +
+                   ". Its results would not be what this data and code compute: train into another --out "
+                   "(or delete the folder)")
 
 
 def restore_last_checkpoint(run: Training) -> None:

@@ -45,8 +45,10 @@ def run_key(cfg: TrainConfig) -> str:
     return inputs_key(run_inputs_for(cfg))
 
 
-def run_dir_for(root: str | os.PathLike, cfg: TrainConfig) -> Path:
-    return Path(root) / f"{cfg.model}-{cfg.split}-s{cfg.seed}-{run_key(cfg)}"
+def run_dir_for(root: str | os.PathLike, cfg: TrainConfig, key: str | None = None) -> Path:
+    """The folder a sweep under ``root`` keeps the run of ``cfg`` in: ``<model>-<split>-s<seed>-<key>``
+    (``key``: :func:`run_key`, computed here when not given)."""
+    return Path(root) / f"{cfg.model}-{cfg.split}-s{cfg.seed}-{key or run_key(cfg)}"
 
 
 @dataclass
@@ -62,13 +64,19 @@ class Sweep:
         self.rows[name] = changes
         return self
 
-    def configs(self, seeds: Sequence[int]) -> list[tuple[str, int, TrainConfig]]:
+    def planned(self, seeds: Sequence[int]) -> list[tuple[str, int, TrainConfig, dict[str, Any]]]:
+        """Every (row name, seed, config with its run folder, its inputs): the inputs computed once per run."""
         out = []
         for name, changes in self.rows.items():
             for seed in seeds:
                 cfg = self.base.replace(**changes, seed=seed)
-                out.append((name, seed, cfg.replace(out=str(run_dir_for(self.root, cfg)))))
+                inputs = run_inputs_for(cfg)
+                folder = run_dir_for(self.root, cfg, inputs_key(inputs))
+                out.append((name, seed, cfg.replace(out=str(folder)), inputs))
         return out
+
+    def configs(self, seeds: Sequence[int]) -> list[tuple[str, int, TrainConfig]]:
+        return [(name, seed, cfg) for name, seed, cfg, _ in self.planned(seeds)]
 
     def run(self, seeds: Sequence[int] = (0,), progress: bool = True) -> pd.DataFrame:
         """Train every (row, seed) not finished yet (resuming unfinished ones); returns the per-run table.
@@ -77,25 +85,25 @@ class Sweep:
         and a new run; a finished folder whose saved inputs differ anyway (edited by hand, or made
         before runs recorded their inputs) is refused with what changed, never reused.
         """
-        todo = [(name, seed, cfg, run_inputs_for(cfg)) for name, seed, cfg in self.configs(seeds)]
-        done = 0
-        for _, _, cfg, inputs in todo:
+        planned = self.planned(seeds)
+        finished = set()
+        for _, _, cfg, inputs in planned:
             if (Path(cfg.out) / "metrics.json").exists():
                 check_inputs_unchanged(Path(cfg.out), inputs, "reuse")
-                done += 1
-        log.info("sweep: %d runs, %d already finished, %d to train", len(todo), done, len(todo) - done)
-        for name, seed, cfg, inputs in todo:
-            if is_complete(cfg.out, inputs):
-                continue
-            log.info("sweep: training %s seed %d -> %s", name, seed, cfg.out)
-            train(cfg, resume=True, progress=progress)
-        return self._summaries(todo)
+                finished.add(cfg.out)
+        log.info("sweep: %d runs, %d already finished, %d to train", len(planned), len(finished),
+                 len(planned) - len(finished))
+        for name, seed, cfg, _ in planned:
+            if cfg.out not in finished:
+                log.info("sweep: training %s seed %d -> %s", name, seed, cfg.out)
+                train(cfg, resume=True, progress=progress)
+        return self._summaries(planned)
 
     def results(self, seeds: Sequence[int] = (0,)) -> pd.DataFrame:
         """One row per finished run of exactly these inputs: name, seed, test metrics, best epoch, wall seconds, folder.
 
         Needs the data (its content keys the runs) and makes a missing split file."""
-        return self._summaries([(name, seed, cfg, run_inputs_for(cfg)) for name, seed, cfg in self.configs(seeds)])
+        return self._summaries(self.planned(seeds))
 
     @staticmethod
     def _summaries(planned) -> pd.DataFrame:
