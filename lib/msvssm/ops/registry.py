@@ -51,8 +51,16 @@ class ScanBackend(NamedTuple):
     why_unavailable: Callable[[], str]
 
 
+# device type -> the backend whose absence "auto" warns about (the fused kernel; the fallback is generic).
+WARN_IF_SKIPPED: dict[str, str] = {"cuda": "cuda"}
+HOW_TO_GET: dict[str, str] = {
+    "cuda": 'To get mamba-ssm\'s fused kernel: pip install -e ".[gpu]" --no-build-isolation on this machine '
+            "(README, GPU section), then check it with `msvssm info`",
+}
+
 _BACKENDS: dict[str, ScanBackend] = {}
 _logged_auto: set[tuple[str, str]] = set()
+_warned_fallback: set[str] = set()  # device types whose fallback was warned about
 
 
 def register_backend(backend: ScanBackend, *, replace: bool = False) -> ScanBackend | None:
@@ -124,6 +132,31 @@ def available_scan_backends(device: str | torch.device | None = None) -> list[st
     return names
 
 
+def _log_auto_choice(device_type: str, chosen: str, skipped: list[ScanBackend]) -> None:
+    """Log what "auto" chose, once per process per (device type, backend).
+
+    Skipping the backend ``WARN_IF_SKIPPED`` names for this device type (on a GPU: the
+    ``cuda`` kernel, so "auto" falls back to ``chunked``) is a WARNING with the reason
+    and how to get it, once per process per device type; otherwise INFO (a CPU without
+    numba stays INFO).
+    """
+    wanted = WARN_IF_SKIPPED.get(device_type)
+    missed = next((be for be in skipped if be.name == wanted), None)
+    if missed is not None and device_type not in _warned_fallback:
+        _warned_fallback.add(device_type)
+        _logged_auto.add((device_type, chosen))
+        log.warning(
+            "selective scan: backend 'auto' chose %r for %s tensors because the %r backend is not available: %s. "
+            "%s",
+            chosen, device_type, missed.name, missed.why_unavailable() or "(no reason given)", HOW_TO_GET[wanted],
+        )
+        return
+    key = (device_type, chosen)
+    if key not in _logged_auto:
+        _logged_auto.add(key)
+        log.info("selective scan: backend 'auto' chose %r for %s tensors", chosen, device_type)
+
+
 def resolve_backend(name: str | None, device: torch.device) -> str:
     """Turn ``name`` (or the environment variable, or "auto") into a usable backend name.
 
@@ -131,14 +164,16 @@ def resolve_backend(name: str | None, device: torch.device) -> str:
     """
     requested = name or os.environ.get(ENV_VAR) or "auto"
     if requested == "auto":
+        skipped: list[ScanBackend] = []  # preferred for this device type but not available here
         for candidate in AUTO_ORDER.get(device.type, ("reference",)):
             be = get_backend(candidate)
-            if device.type in be.devices and be.is_available():
-                key = (device.type, candidate)
-                if key not in _logged_auto:
-                    _logged_auto.add(key)
-                    log.info("selective scan: backend 'auto' chose %r for %s tensors", candidate, device.type)
-                return candidate
+            if device.type not in be.devices:
+                continue
+            if not be.is_available():
+                skipped.append(be)
+                continue
+            _log_auto_choice(device.type, candidate, skipped)
+            return candidate
         raise RuntimeError(f"no selective-scan backend runs on device {device}")
     be = get_backend(requested)
     if not be.is_available():
