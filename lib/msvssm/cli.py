@@ -16,6 +16,7 @@ from .utils import setup_logging
 # Modules are imported lazily so `msvssm --help` stays fast.
 SUBCOMMANDS: dict[str, str] = {
     "info": "msvssm.cli:_add_info",
+    "doctor": "msvssm.cli:_add_info",  # the same command under the name users look for
     "synth-deap": "msvssm.data.synth:add_cli",
     "preprocess": "msvssm.data.preprocess:add_cli",
     "split": "msvssm.data.splits:add_cli",
@@ -27,19 +28,10 @@ SUBCOMMANDS: dict[str, str] = {
 
 
 def _add_info(parser: argparse.ArgumentParser) -> None:
-    parser.description = "Show versions, scan backends and registered models."
+    """``msvssm info`` / ``msvssm doctor``: the machine check of :mod:`msvssm.doctor` (imports only the stdlib here)."""
+    from .doctor import add_cli
 
-    def run(args: argparse.Namespace) -> int:
-        import torch
-
-        from . import __version__, available_scan_backends, list_models
-
-        print(f"msvssm {__version__}, torch {torch.__version__}, cuda available: {torch.cuda.is_available()}")
-        print("scan backends usable here:", ", ".join(available_scan_backends()))
-        print("models:", ", ".join(list_models()))
-        return 0
-
-    parser.set_defaults(func=run)
+    add_cli(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,7 +11,7 @@ matplotlib, seaborn, tqdm, tabulate; nothing is compiled). The rest comes in ext
   :mod:`msvssm.inside`, :mod:`msvssm.flops`, :mod:`msvssm.costs`, :mod:`msvssm.exercises`.
 * ``notebooks``: papermill, jupyterlab, ... plus ``faces`` and ``analysis``: the notebooks and
   ``python -m msvssm.reproduce``.
-* ``gpu``: mamba-ssm, causal-conv1d: the ``cuda`` selective-scan backend.
+* ``gpu``: mamba-ssm: the ``cuda`` selective-scan backend.
 
 Use :func:`require` instead of a plain ``import`` for these::
 
