@@ -14,7 +14,7 @@ BUILD    ?= build
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 PYTEST_WORKERS ?= 2
 
-.PHONY: bench-train venv lab html test test-unit test-notebooks reproduce bench bench-scan bench-model bench-models bench-data bench-difficulty lock clean
+.PHONY: bench-train venv lab html test test-unit test-notebooks reproduce gpu-env gpu-check bench bench-scan bench-model bench-models bench-data bench-difficulty lock clean
 
 $(STAMP): requirements.txt requirements-lock.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,8 +43,47 @@ test-notebooks: $(STAMP)
 	$(BIN)/python -m pytest -q -m notebook tests
 
 ## The main job: prepare the profile's data (resumable), run every notebook, write figures/.
-reproduce: $(STAMP)
-	$(BIN)/python -m msvssm.reproduce --profile $(PROFILE) --data $(DATA) --out $(BUILD)/notebooks --results $(BUILD)/results.md $(if $(DEAP_ROOT),--deap-root $(DEAP_ROOT)) $(NOTEBOOKS)
+##   make reproduce PROFILE=gpu               in the GPU environment (GPU_PYTHON; default .venv-gpu, built with
+##                                            the [gpu] extra: mamba-ssm compiles against its torch, README GPU)
+##   make reproduce PROFILE=gpu DRY_RUN=1     checks the environment, trains the paper-scale config 2 steps
+##   make reproduce PROFILE=gpu DRY_RUN=1 DEVICE=cpu   the same code path on a CPU (in .venv)
+DRY_RUN  ?=
+DEVICE   ?=
+GPU_VENV ?= .venv-gpu
+GPU_PYTHON ?= $(GPU_VENV)/bin/python
+MAX_JOBS ?= 4
+ifeq ($(PROFILE)$(DEVICE),gpu)
+REPRO_PY  := $(GPU_PYTHON)
+REPRO_ENV := gpu-env
+else
+REPRO_PY  := $(BIN)/python
+REPRO_ENV := $(STAMP)
+endif
+
+reproduce: $(REPRO_ENV)
+	$(REPRO_PY) -m msvssm.reproduce --profile $(PROFILE) --data $(DATA) --out $(BUILD)/notebooks --results $(BUILD)/results.md $(if $(DEAP_ROOT),--deap-root $(DEAP_ROOT)) $(if $(DRY_RUN),--dry-run) $(if $(DEVICE),--device $(DEVICE)) $(NOTEBOOKS)
+
+## The GPU environment: a venv with the pinned requirements and the [gpu] extra (mamba-ssm, compiled
+## against this torch with nvcc of the same CUDA major; MAX_JOBS bounds the compiler's memory).
+## Skipped when GPU_PYTHON points at an environment of your own (the README's conda env).
+ifeq ($(GPU_PYTHON),$(GPU_VENV)/bin/python)
+gpu-env: $(GPU_VENV)/.installed
+else
+gpu-env:
+	$(GPU_PYTHON) -c "import msvssm" || { echo "$(GPU_PYTHON) has no msvssm: pip install -e '.[notebooks,gpu]' --no-build-isolation there"; exit 1; }
+endif
+
+$(GPU_VENV)/.installed: requirements.txt requirements-lock.txt pyproject.toml
+	test -x $(GPU_VENV)/bin/python || $(PYTHON) -m venv $(GPU_VENV)
+	$(GPU_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(GPU_VENV)/bin/python -m pip install --quiet -r requirements.txt -c requirements-lock.txt
+	MAX_JOBS=$(MAX_JOBS) MAMBA_KEEP_CUDA_BUILD=TRUE $(GPU_VENV)/bin/python -m pip install --no-build-isolation -e ".[gpu]"
+	$(GPU_VENV)/bin/python -m msvssm.cli info
+	touch $@
+
+## On a GPU machine: the environment, msvssm info, the gpu-marked tests, training img/s at 224 (one script, < 10 min).
+gpu-check:
+	bash tools/gpu_check.sh
 
 ## Benchmarks: speed and memory, measured side by side, printed as ratios.
 bench: bench-scan bench-model bench-train bench-data

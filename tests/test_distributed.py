@@ -39,7 +39,7 @@ def test_two_processes_train_the_same_weights_as_one(tmp_path):
     fixed_split(data, n_train=64)
     single = train(tiny_config(data, tmp_path / "one", batch_size=16, epochs=2, threads=1), progress=False)
 
-    cfg = tiny_config(data, tmp_path / "two", batch_size=8, epochs=2, threads=1)  # 8 per process x 2 = 16
+    cfg = tiny_config(data, tmp_path / "two", batch_size=16, epochs=2, threads=1)  # the global batch: 8 per process
     cfg_path = tmp_path / "two.json"
     cfg_path.write_text(json.dumps(cfg.to_dict()))
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
@@ -49,7 +49,7 @@ def test_two_processes_train_the_same_weights_as_one(tmp_path):
         env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = json.loads((Path(cfg.out) / "record.json").read_text())
-    assert record["world_size"] == 2
+    assert record["world_size"] == 2 and record["batch_per_process"] == 8
 
     a = load_checkpoint(single / "last.pt")["model"]
     b = load_checkpoint(Path(cfg.out) / "last.pt")["model"]
@@ -64,3 +64,89 @@ def test_two_processes_train_the_same_weights_as_one(tmp_path):
     ha, hb = pd.read_csv(single / "history.csv"), pd.read_csv(Path(cfg.out) / "history.csv")
     for column in ("val_accuracy", "val_weighted_f1", "val_loss"):
         np.testing.assert_allclose(ha[column], hb[column], rtol=1e-4, err_msg=column)
+
+
+def _collectives_worker(rank: int, init_file: str, backend: str, results) -> None:
+    """One rank: the epoch statistics, the gathered predictions and a barrier, as a run uses them."""
+    import torch.distributed as torch_dist
+
+    from msvssm.train.distributed import DistContext, all_gather_predictions
+
+    torch_dist.init_process_group(backend, init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        ctx = DistContext(rank=rank, local_rank=rank, world_size=2, backend=backend)
+        try:
+            means = ctx.mean_dict({"loss": float(rank), "accuracy": 1.0})
+            logits, labels = all_gather_predictions(torch.full((rank + 1, 4), float(rank)),
+                                                    torch.full((rank + 1,), rank), ctx)
+            ctx.barrier()
+            results[rank] = ("ok", means, labels.tolist(), logits.shape[0])
+        except Exception as err:  # noqa: BLE001 - reported to the test
+            results[rank] = ("error", f"{type(err).__name__}: {err}")
+    finally:
+        torch_dist.destroy_process_group()
+
+
+def run_collectives(tmp_path: Path, backend: str) -> dict:
+    import torch.multiprocessing as mp
+
+    results = mp.Manager().dict()
+    mp.spawn(_collectives_worker, args=(str(tmp_path / f"init-{backend.replace(':', '_').replace(',', '_')}"),
+                                        backend, results), nprocs=2, join=True)
+    return dict(results)
+
+
+def test_collectives_work_under_the_gpu_backend_string(tmp_path):
+    """The backend a GPU run uses maps CUDA to NCCL; here NCCL's device map is stood in by gloo for
+    ``cuda:`` (no GPU in CI). Epoch statistics, gathered predictions and barriers are CPU work and must
+    still run: under a plain ``cuda:...`` group, as ``nccl`` alone was, they fail."""
+    from msvssm.train.distributed import process_group_backend
+
+    backend = process_group_backend(use_cuda=True, gpu_backend="gloo")
+    assert backend == "cpu:gloo,cuda:gloo" and process_group_backend(True) == "cpu:gloo,cuda:nccl"
+    results = run_collectives(tmp_path, backend)
+    for rank in (0, 1):
+        status, means, labels, n = results[rank]
+        assert status == "ok", results[rank]
+        assert means == {"accuracy": 1.0, "loss": 0.5}
+        assert labels == [0, 1, 1] and n == 3  # every rank's rows, once
+    # The control: NCCL's device map alone (what the GPU path used before) cannot carry these CPU tensors.
+    failed = run_collectives(tmp_path, "cuda:gloo")
+    assert all(failed[r][0] == "error" for r in (0, 1)), failed
+    assert "cpu" in failed[0][1].lower(), failed[0][1]
+
+
+def test_a_gpu_run_asks_for_the_mixed_backend_and_one_gpu_per_process(monkeypatch):
+    """init_distributed on a (pretend) 1-GPU machine: the mixed backend string, and a clear error for a
+    second process that would have no GPU of its own (instead of set_device(1) failing deep in CUDA)."""
+    import torch.distributed as torch_dist
+
+    from msvssm.train import distributed
+
+    asked = {}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda i: asked.setdefault("device", i))
+    monkeypatch.setattr(torch_dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(torch_dist, "init_process_group", lambda backend: asked.setdefault("backend", backend))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    ctx = distributed.init_distributed()
+    assert asked == {"device": 0, "backend": "cpu:gloo,cuda:nccl"} and ctx.backend == "cpu:gloo,cuda:nccl"
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(RuntimeError, match="no GPU of its own"):
+        distributed.init_distributed()
+
+
+def test_batch_size_is_the_global_batch():
+    """N processes split the global batch: steps per epoch, lr and EMA per step are the recipe's on any N."""
+    from msvssm.train.run import RunError, batch_per_process
+
+    cfg = tiny_config(Path("."), Path("."), batch_size=16)
+    assert [batch_per_process(cfg, n) for n in (1, 2, 4)] == [16, 8, 4]
+    with pytest.raises(RunError, match="divide evenly"):
+        batch_per_process(cfg, 3)
+    with pytest.raises(RunError, match="odd"):
+        batch_per_process(cfg.replace(mixup=0.2), 16)

@@ -44,7 +44,7 @@ LOCK = REPO / "requirements-lock.txt"
 SAMPLE_PHOTO = REPO / "assets" / "sample_face.jpg"
 
 # Import names of the optional packages: none may be needed by the core.
-OPTIONAL_MODULES = ("cv2", "dlib", "skimage", "captum", "fvcore", "papermill", "mamba_ssm", "causal_conv1d")
+OPTIONAL_MODULES = ("cv2", "dlib", "skimage", "captum", "fvcore", "papermill", "mamba_ssm")
 # Modules that are the faces feature itself (they require OpenCV when imported).
 NEED_FACES_TO_IMPORT = {"msvssm.data.faces", "msvssm.data.video"}
 # Linked into the test environment instead of installed (with the packages they require).

@@ -1,4 +1,4 @@
-"""What a model costs: parameters, FLOPs and CPU throughput, measured side by side.
+"""What a model costs: parameters, FLOPs and throughput (CPU or GPU), measured side by side.
 
 Used by the ablation and baselines notebooks; ``benchmarks/bench_models.py`` is the
 fuller benchmark (several sizes, training throughput, the published sizes).
@@ -27,25 +27,35 @@ def inference_form(name: str, model: nn.Module) -> nn.Module:
 
 
 def model_costs(models: Mapping[str, nn.Module], image_size: int, batch: int = 8, repeats: int = 3,
-                warmup: int = 1) -> pd.DataFrame:
+                warmup: int = 1, device: str | torch.device = "cpu") -> pd.DataFrame:
     """One row per model: ``params_M``, ``GFLOPs`` (fvcore multiply-accumulates per image, the
     scan counted as VMamba does) and ``infer_img_s`` (eval, no_grad, ``batch`` images of
-    ``image_size``, median over ``repeats`` round-robin rounds, so noise hits all models alike)."""
-    x = torch.randn(batch, 3, image_size, image_size)
+    ``image_size`` on ``device``, median over ``repeats`` round-robin rounds, so noise hits all
+    models alike). FLOPs are counted on the CPU; the models are left on ``device``."""
+    device = torch.device(device)
+    x = torch.randn(batch, 3, image_size, image_size, device=device)
     rows, times = {}, {name: [] for name in models}
     for name, model in models.items():
-        cost = count_flops(model, (3, image_size, image_size))
+        cost = count_flops(model.cpu(), (3, image_size, image_size))
         rows[name] = {"params_M": cost["params"] / 1e6, "GFLOPs": cost["flops"] / 1e9}
-        model.eval()
+        model.to(device).eval()
     with torch.no_grad():
         for _ in range(warmup):
             for model in models.values():
                 model(x)
         for _ in range(repeats):
             for name, model in models.items():
+                synchronize(device)
                 t = time.perf_counter()
                 model(x)
+                synchronize(device)  # CUDA runs asynchronously: time the work, not its launch
                 times[name].append(time.perf_counter() - t)
     for name in models:
         rows[name]["infer_img_s"] = batch / statistics.median(times[name])
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

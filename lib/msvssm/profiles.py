@@ -19,15 +19,16 @@ class Profile:
     batch_size: int
     epochs: int
     bench_batch: int  # batch for quick speed checks inside notebooks
+    device: str  # where notebooks score whole splits and time models (training follows the TrainConfig's)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 PROFILES: dict[str, Profile] = {
-    "smoke": Profile("smoke", "tiny", 32, 64, "nano", 8, 1, 2),
-    "cpu": Profile("cpu", "default", 64, 128, "nano", 32, 15, 8),  # 15 epochs: docs/training_study.md
-    "gpu": Profile("gpu", "deap", 224, 224, "tiny", 64, 300, 64),
+    "smoke": Profile("smoke", "tiny", 32, 64, "nano", 8, 1, 2, "cpu"),
+    "cpu": Profile("cpu", "default", 64, 128, "nano", 32, 15, 8, "cpu"),  # 15 epochs: docs/training_study.md
+    "gpu": Profile("gpu", "deap", 224, 224, "tiny", 64, 300, 64, "cuda"),
 }
 
 

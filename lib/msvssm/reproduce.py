@@ -1,6 +1,7 @@
 """Run the numbered notebooks headlessly with papermill (``make reproduce``).
 
     python -m msvssm.reproduce --profile cpu [--data data] [--out build/notebooks] [notebooks ...]
+    python -m msvssm.reproduce --profile gpu --dry-run [--device cpu]   # check before a week of GPU time
 
 Prepares the dataset of the profile first (resumable), then executes every
 notebook in order with the parameters ``profile``, ``data_dir``, ``figures_dir``,
@@ -54,6 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deap-root", type=Path, default=None, help="the real DEAP instead of synthetic data")
     parser.add_argument("--results", type=Path, default=REPO / "build" / "results.md",
                         help="every recorded number, joined (fragments in a folder beside it)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check the environment and dry-run the profile's training configuration "
+                             "(msvssm.train.dry_run) instead of running the notebooks")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                        help="with --dry-run: the device (default: the profile's)")
+    parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
+                        help="with --dry-run: override a training config field, as msvssm train --set")
     args = parser.parse_args(argv)
     setup_logging()
 
@@ -61,6 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     from .profiles import get_profile
 
     profile = get_profile(args.profile)
+    device = args.device or profile.device
+    if device == "cuda":
+        problem = gpu_environment_problem()
+        if problem:
+            log.error("profile %s needs a working GPU environment: %s", profile.name, problem)
+            return 1
+    if args.dry_run:
+        return dry_run_profile(profile, args, device)
     notebooks = args.notebooks or sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     if not notebooks:
         log.error("no notebooks found")
@@ -98,6 +114,52 @@ def main(argv: list[str] | None = None) -> int:
     log.info("all %d notebooks ran in %.1f min; results in %s", len(notebooks), (time.perf_counter() - t_all) / 60, out)
     log.info("figures in %s", args.figures)
     return 0
+
+
+def gpu_environment_problem() -> str:
+    """Why this Python cannot run the gpu profile as intended ("" when it can): CUDA usable, and the
+    ``cuda`` scan backend (mamba-ssm's kernel) answering a real call, unless the backend was chosen
+    explicitly with $MSVSSM_SCAN_BACKEND. Weeks of GPU time must never run on a fallback by accident."""
+    import os
+
+    import torch
+
+    from .ops.registry import ENV_VAR, get_backend
+    from .train.run import cuda_unusable_reason
+
+    if not torch.cuda.is_available():
+        return cuda_unusable_reason() + " (a dry run of the configuration on the CPU: add --device cpu)"
+    if os.environ.get(ENV_VAR):
+        log.warning("scan backend chosen by $%s=%s, not checked here", ENV_VAR, os.environ[ENV_VAR])
+        return ""
+    cuda = get_backend("cuda")
+    if not cuda.is_available():
+        return (f"the cuda scan backend is not usable: {cuda.why_unavailable()}. Use the GPU environment of the "
+                "README (make reproduce PROFILE=gpu builds .venv-gpu with the gpu extra; or pass "
+                "GPU_PYTHON=/path/to/env/bin/python), or choose the pure-PyTorch scan on purpose with "
+                f"{ENV_VAR}=chunked (several times slower)")
+    return ""
+
+
+def dry_run_profile(profile, args, device: str) -> int:
+    """The profile's training configuration for two steps on small data of the profile's crop size.
+
+    Without a DEAP root the data is the smoke-scale synthetic DEAP, cropped at the profile's size
+    (seconds to make, where the DEAP-scale data takes half an hour): the dry run checks that the
+    configuration runs and how fast, not what it learns."""
+    from dataclasses import replace
+
+    from .data.prepare import prepare_faces
+    from .profiles import get_profile
+    from .train import TrainConfig
+    from .train.dry_run import dry_run, format_report
+
+    data_profile = profile if args.deap_root else replace(get_profile("smoke"), crop_size=profile.crop_size)
+    faces = prepare_faces(args.data, data_profile, deap_root=args.deap_root)
+    cfg = TrainConfig.from_profile(profile.name, data=str(faces), device=device).with_overrides(args.assignments)
+    report = dry_run(cfg)
+    print(format_report(report))
+    return 0 if report["checkpoint_round_trip"] else 1
 
 
 if __name__ == "__main__":

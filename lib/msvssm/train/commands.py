@@ -10,7 +10,7 @@ def add_train(parser: argparse.ArgumentParser) -> None:
     parser.description = "Train a model on preprocessed faces (a validated config; resumable)."
     parser.add_argument("--profile", default="cpu", choices=("smoke", "cpu", "gpu"), help="starting defaults")
     parser.add_argument("--data", required=True, help="preprocessed faces folder (manifest.csv) or an ImageFolder")
-    parser.add_argument("--out", required=True, help="run folder")
+    parser.add_argument("--out", help="run folder (not needed with --dry-run)")
     parser.add_argument("--model", help="e.g. msvssm_nano, vssm_nano (msvssm info lists them)")
     parser.add_argument("--split", choices=("frame", "trial", "subject"))
     parser.add_argument("--seed", type=int)
@@ -19,14 +19,25 @@ def add_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config field, e.g. --set lr=2e-3 --set ema=true (repeatable)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="build the whole configuration, train 2 steps, score 1 validation batch, save and "
+                             "restore a checkpoint, report speed and memory; writes no run (msvssm.train.dry_run)")
 
     def run(args: argparse.Namespace) -> int:
-        from .config import TrainConfig
+        from .config import ConfigError, TrainConfig
         from .run import train
 
         cfg = TrainConfig.load(args.config) if args.config else TrainConfig.from_profile(args.profile)
         direct = {k: getattr(args, k) for k in ("model", "split", "seed") if getattr(args, k) is not None}
-        cfg = cfg.replace(data=args.data, out=args.out, **direct).with_overrides(args.assignments)
+        cfg = cfg.replace(data=args.data, out=args.out or "", **direct).with_overrides(args.assignments)
+        if args.dry_run:
+            from .dry_run import dry_run, format_report
+
+            report = dry_run(cfg)
+            print(format_report(report))
+            return 0 if report["checkpoint_round_trip"] else 1
+        if not args.out:
+            raise ConfigError("--out is required (the run folder), except with --dry-run")
         out = train(cfg, resume=args.resume, progress=not args.no_progress)
         metrics = json.loads((Path(out) / "metrics.json").read_text(encoding="utf-8"))
         print(f"{out}: test accuracy {metrics['accuracy']:.4f}, weighted F1 {metrics['weighted_f1']:.4f} "
@@ -40,11 +51,19 @@ def add_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.description = "Score a run's best checkpoint on one split: metrics JSON, confusion and curves."
     parser.add_argument("run", help="run folder (config.json + best.pt)")
     parser.add_argument("--split", default="test", choices=("train", "val", "test"))
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                        help="where to score (auto: the GPU when torch sees one, else the CPU)")
 
     def run(args: argparse.Namespace) -> int:
-        from .run import evaluate_run
+        import torch
 
-        m = evaluate_run(args.run, split=args.split)
+        from .run import RunError, cuda_unusable_reason, evaluate_run
+
+        if args.device == "cuda" and not torch.cuda.is_available():
+            raise RunError(f"--device cuda asked for, but {cuda_unusable_reason()}; score on the CPU with --device cpu")
+        device = torch.device("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
+        m = evaluate_run(args.run, split=args.split, device=device)
+        print(f"scored on {device}")
         print(f"{args.run} [{args.split}]: accuracy {m['accuracy']:.4f}, weighted F1 {m['weighted_f1']:.4f}, n={m['n']}")
         for name, c in m["per_class"].items():
             print(f"  {name}: precision {c['precision']:.3f} recall {c['recall']:.3f} f1 {c['f1']:.3f} ({c['support']})")

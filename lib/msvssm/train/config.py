@@ -47,7 +47,7 @@ class TrainConfig:
     image_size: int = 64  # model input, square
     # --- optimisation (timm's AdamW + cosine with warm-up, stepped per iteration)
     epochs: int = 30
-    batch_size: int = 32
+    batch_size: int = 32  # the global batch: N processes (torchrun) take batch_size / N each, so the recipe holds
     opt: str = "adamw"
     lr: float = 1e-3  # for batch_size; scale linearly with the batch size
     min_lr: float = 1e-5

@@ -83,12 +83,12 @@ def decode_images(paths: Sequence[str | Path], size: int, workers: int = 0) -> T
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()  # (n, 3, size, size)
 
 
-def load_split(dataset, size: int, workers: int = 0) -> InMemorySplit:
-    """Decode a :class:`msvssm.data.FaceImageDataset` (one split side) into memory."""
-    paths = [p for p, _ in dataset.samples]
+def load_split(dataset, size: int, workers: int = 0, limit: int | None = None) -> InMemorySplit:
+    """Decode a :class:`msvssm.data.FaceImageDataset` (one split side) into memory (its first ``limit`` images)."""
+    paths = [p for p, _ in dataset.samples][:limit]
     images = decode_images(paths, size, workers)
-    labels = torch.tensor(dataset.targets, dtype=torch.int64)
-    frame = dataset.frame
+    labels = torch.tensor(dataset.targets[:limit], dtype=torch.int64)
+    frame = dataset.frame.iloc[:limit]
     participants = frame["participant"].astype(str).tolist() if "participant" in frame else [""] * len(paths)
     return InMemorySplit(images, labels, [str(p) for p in frame["path"]], participants)
 
@@ -139,10 +139,11 @@ def augment_batch(images: Tensor, aug: dict[str, Tensor]) -> Tensor:
     grey image), clamped to [0, 1] after each step.
     """
     b = images.shape[0]
+    aug = {name: v.to(images.device) for name, v in aug.items()}  # drawn on the CPU, applied where the images are
     x = torch.where(aug["flip"].view(b, 1, 1, 1), images.flip(-1), images)  # (b, 3, h, w)
     cos, sin = torch.cos(aug["angle"]), torch.sin(aug["angle"])  # (b,)
     # affine_grid maps output coordinates (in [-1, 1]) to input coordinates: the inverse transform.
-    theta = torch.zeros(b, 2, 3, dtype=x.dtype)
+    theta = torch.zeros(b, 2, 3, dtype=x.dtype, device=x.device)  # built where the images are (a GPU)
     theta[:, 0, 0], theta[:, 0, 1] = cos, -sin
     theta[:, 1, 0], theta[:, 1, 1] = sin, cos
     theta[:, :, 2] = -2 * aug["shift"].to(x.dtype)  # a shift of s image widths is 2s in grid units
@@ -214,10 +215,12 @@ class BatchIterator:
         n_batches = len(self)
         for k in range(n_batches):
             batch = idx[k * self.batch_size : (k + 1) * self.batch_size]  # (b,)
-            x = to_float(self.split.images[batch])  # (b, 3, h, w) in [0, 1]
+            # uint8 to the device first (a quarter of float32's bytes); augmentation and
+            # normalisation then run there, not on the CPU in series with the GPU.
+            x = to_float(self.split.images[batch].to(self.device, non_blocking=True))  # (b, 3, h, w) in [0, 1]
             if aug is not None:
                 x = augment_batch(x, {name: v[batch] for name, v in aug.items()})
-            yield normalize(x).to(self.device, non_blocking=True), self.split.labels[batch].to(self.device)
+            yield normalize(x), self.split.labels[batch].to(self.device)
 
 
 def epoch_seed(seed: int, epoch: int, purpose: str) -> int:

@@ -1,11 +1,17 @@
 """Several processes, one run: ``torchrun --nproc_per_node=N -m msvssm.cli train ...``.
 
 torchrun sets RANK, LOCAL_RANK and WORLD_SIZE; with WORLD_SIZE > 1 each process joins
-the group (gloo on CPU, NCCL on CUDA), trains on its share of every batch
-(:class:`msvssm.train.data.BatchIterator` uses a DistributedSampler), gradients are
+the group, trains on its share of every global batch (``batch_size / WORLD_SIZE`` samples;
+:class:`msvssm.train.data.BatchIterator` uses a DistributedSampler), gradients are
 averaged by ``DistributedDataParallel``, every validation sample is scored exactly once
 (each rank scores its own slice and the predictions are gathered), and only rank 0 writes.
 Without torchrun everything here is a no-op.
+
+The group's backend on GPUs is ``cpu:gloo,cuda:nccl``, not plain ``nccl``: NCCL moves CUDA
+tensors only, and the small collectives here (epoch statistics, gathered predictions,
+barriers) are CPU tensors and Python objects; with plain ``nccl`` the first of them fails
+("No backend type associated with device type cpu"). DDP's gradient all-reduce still goes
+over NCCL. On CPUs it is ``gloo``.
 """
 from __future__ import annotations
 
@@ -42,7 +48,7 @@ class DistContext:
             return model
         from torch.nn.parallel import DistributedDataParallel
 
-        device_ids = [self.local_rank] if self.backend == "nccl" else None
+        device_ids = [self.local_rank] if "nccl" in self.backend else None
         return DistributedDataParallel(model, device_ids=device_ids)
 
     def mean_dict(self, values: dict[str, float]) -> dict[str, float]:
@@ -50,7 +56,7 @@ class DistContext:
         if not self.active:
             return values
         keys = sorted(values)
-        t = torch.tensor([values[k] for k in keys], dtype=torch.float64)
+        t = torch.tensor([values[k] for k in keys], dtype=torch.float64)  # a CPU tensor: gloo carries it
         torch_dist.all_reduce(t)
         return {k: float(v) / self.world_size for k, v in zip(keys, t)}
 
@@ -66,12 +72,20 @@ def init_distributed(cfg=None) -> DistContext:
         return DistContext()
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = torch.cuda.is_available() and (cfg is None or cfg.device in ("auto", "cuda"))
-    backend = "nccl" if use_cuda else "gloo"
+    backend = process_group_backend(use_cuda)
     if use_cuda:
+        if local_rank >= torch.cuda.device_count():
+            raise RuntimeError(f"process LOCAL_RANK={local_rank} has no GPU of its own: this machine shows "
+                               f"{torch.cuda.device_count()} (start torchrun with --nproc_per_node <= that)")
         torch.cuda.set_device(local_rank)
     if not torch_dist.is_initialized():
         torch_dist.init_process_group(backend=backend)
     return DistContext(rank, local_rank, world, backend)
+
+
+def process_group_backend(use_cuda: bool, gpu_backend: str = "nccl") -> str:
+    """The backend string of the process group: CPU collectives over gloo, CUDA ones over ``gpu_backend``."""
+    return f"cpu:gloo,cuda:{gpu_backend}" if use_cuda else "gloo"
 
 
 def all_gather_predictions(logits: torch.Tensor, labels: torch.Tensor, dist: DistContext):

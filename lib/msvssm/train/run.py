@@ -19,7 +19,7 @@ paper reports the best test numbers it saw, which selects on the test set; say s
 the numbers are compared.)
 
 Several processes: launched with ``torchrun --nproc_per_node=N``, each process trains on its
-share of every batch (gloo on CPU, NCCL on GPU); only rank 0 writes files.
+share (``batch_size / N``) of every global batch (gloo on CPU, NCCL on GPU); only rank 0 writes files.
 """
 from __future__ import annotations
 
@@ -81,8 +81,11 @@ def cuda_unusable_reason() -> str:
 
 
 def resolve_amp(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype, or None for float32. ``auto``: bf16 on CUDA if supported, else fp16; none on CPU.
+    """The autocast dtype, or None for float32. ``auto``: bf16 on a GPU that computes it natively
+    (compute capability 8.0 and up: A100, RTX 30xx, H100), else fp16 with a loss scaler; none on CPU.
 
+    ``torch.cuda.is_bf16_supported()`` alone also says yes where bf16 is only emulated (a V100, a
+    T4), which is slower than fp16 there; hence ``including_emulation=False``.
     On CPU, bf16 autocast was measured at +4 % for msvssm_nano (``make bench-train``):
     too little to be the default; ask for it with amp=bf16.
     """
@@ -90,12 +93,21 @@ def resolve_amp(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
     if mode == "auto":
         if device.type != "cuda":
             return None
-        mode = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        mode = "bf16" if native_bf16(device) else "fp16"
     if mode == "none":
         return None
     if mode == "fp16" and device.type == "cpu":
         raise ConfigError("amp=fp16 is for CUDA; on a CPU use amp=bf16 or none")
     return torch.bfloat16 if mode == "bf16" else torch.float16
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether the GPU computes bfloat16 in hardware (not emulated)."""
+    import inspect
+
+    if "including_emulation" in inspect.signature(torch.cuda.is_bf16_supported).parameters:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    return torch.cuda.get_device_capability(device)[0] >= 8  # older torch: capability 8.0 brought bf16
 
 
 def autocast_factory(device: torch.device, dtype: torch.dtype | None):
@@ -157,10 +169,12 @@ def open_run_data(cfg: TrainConfig, dist: DistContext | None = None):
     return sides, classes, split_file
 
 
-def decode_run_data(cfg: TrainConfig, sides, classes, split_file) -> RunData:
-    """Decode the three sides into memory (uint8 tensors at the run's image size)."""
+def decode_run_data(cfg: TrainConfig, sides, classes, split_file, limit: dict[str, int] | None = None) -> RunData:
+    """Decode the three sides into memory (uint8 tensors at the run's image size); ``limit``: the first
+    so many images of a side (a dry run's few batches)."""
     t0 = time.perf_counter()
-    decoded = {side: load_split(ds, cfg.image_size, cfg.workers) for side, ds in sides.items()}
+    limit = limit or {}
+    decoded = {side: load_split(ds, cfg.image_size, cfg.workers, limit.get(side)) for side, ds in sides.items()}
     log.info("decoded %s images of %dx%d into memory in %.1f s",
              {s: len(v) for s, v in decoded.items()}, cfg.image_size, cfg.image_size, time.perf_counter() - t0)
     return RunData(decoded["train"], decoded["val"], decoded["test"], classes, split_file, Path(cfg.data))
@@ -289,6 +303,7 @@ def run_record(cfg: TrainConfig, device: torch.device, model: nn.Module, data: R
         "cpu_threads": torch.get_num_threads(),
         "threads": thread_settings(),  # torch's and the numba kernels' counts, numba's threading layer
         "world_size": world_size,
+        "batch_per_process": cfg.batch_size // world_size,
         "scan_backend": {"used": used, "requested": [r or os.environ.get("MSVSSM_SCAN_BACKEND") or "auto"
                                                      for r in requested],
                          "available": available_scan_backends(device)},
@@ -426,8 +441,10 @@ def isolated_random_state(device: torch.device):
             random.setstate(py_state)
 
 
-def setup_run(cfg: TrainConfig, dist: DistContext, device: torch.device, resume: bool) -> Training:
-    """Check the folder and the data, build the model (seeded), decode the data, build optimiser and friends."""
+def setup_run(cfg: TrainConfig, dist: DistContext, device: torch.device, resume: bool,
+              limit: dict[str, int] | None = None) -> Training:
+    """Check the folder and the data, build the model (seeded), decode the data (``limit``: the first so
+    many images per side, for a dry run), build optimiser and friends."""
     from .inputs import run_inputs
 
     out = prepare_out_dir(cfg, resume) if dist.is_main else Path(cfg.out)
@@ -439,16 +456,17 @@ def setup_run(cfg: TrainConfig, dist: DistContext, device: torch.device, resume:
         check_inputs_unchanged(out, inputs, "resume")
     torch.manual_seed(cfg.seed)  # the initial weights depend on the seed only
     model = build_run_model(cfg, len(classes), device)
-    data = decode_run_data(cfg, sides, classes, split_file)
-    train_batches = BatchIterator(data.train, cfg.batch_size, train=True, seed=cfg.seed, augment=augment_params(cfg),
+    data = decode_run_data(cfg, sides, classes, split_file, limit)
+    per_process = batch_per_process(cfg, dist.world_size)
+    train_batches = BatchIterator(data.train, per_process, train=True, seed=cfg.seed, augment=augment_params(cfg),
                                   rank=dist.rank, world_size=dist.world_size, device=device)
-    val_batches = BatchIterator(data.val, cfg.batch_size * 2, train=False, rank=dist.rank,
+    val_batches = BatchIterator(data.val, per_process * 2, train=False, rank=dist.rank,
                                 world_size=dist.world_size, device=device)
     # track_test: a learning-curve study's view of the test split; it never selects anything.
-    test_batches = BatchIterator(data.test, cfg.batch_size * 2, train=False, rank=dist.rank,
+    test_batches = BatchIterator(data.test, per_process * 2, train=False, rank=dist.rank,
                                  world_size=dist.world_size, device=device) if cfg.track_test else None
     if len(train_batches) == 0:
-        raise RunError(f"{len(data.train)} training images give no full batch of {cfg.batch_size} per process")
+        raise RunError(f"{len(data.train)} training images give no full batch of {cfg.batch_size}")
     optimizer = build_optimizer(cfg, model)
     mix = build_mixup(cfg, len(data.class_names))
     return Training(
@@ -458,6 +476,22 @@ def setup_run(cfg: TrainConfig, dist: DistContext, device: torch.device, resume:
         ema=build_ema(cfg, model), mix=mix,
         loss_fn=nn.CrossEntropyLoss(label_smoothing=0.0 if mix is not None else cfg.label_smoothing),
         train_batches=train_batches, val_batches=val_batches, test_batches=test_batches)
+
+
+def batch_per_process(cfg: TrainConfig, world_size: int) -> int:
+    """Each process's share of the global ``batch_size``.
+
+    ``batch_size`` is the global batch, whatever the number of processes: with it the number of
+    optimiser steps per epoch, the learning rate and the EMA decay per step are the recipe's on 1
+    GPU or 8, so adding GPUs never changes what is trained, only how fast.
+    """
+    if cfg.batch_size % world_size:
+        raise RunError(f"batch_size={cfg.batch_size} is the global batch and must divide evenly over "
+                       f"{world_size} processes (each takes batch_size / {world_size})")
+    per_process = cfg.batch_size // world_size
+    if (cfg.mixup > 0 or cfg.cutmix > 0) and per_process % 2:
+        raise RunError(f"mixup/cutmix pair samples within each process's batch: {per_process} per process is odd")
+    return per_process
 
 
 def check_inputs_unchanged(out: Path, inputs: dict, action: str) -> None:
