@@ -47,6 +47,12 @@ class InMemorySplit:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def repeated(self, n: int) -> "InMemorySplit":
+        """The images again and again, ``n`` in all (a dry run's batches from a few images)."""
+        k = -(-n // len(self))
+        return InMemorySplit(self.images.repeat(k, 1, 1, 1)[:n], self.labels.repeat(k)[:n], (self.paths * k)[:n],
+                             (self.participants * k)[:n])
+
 
 def _decode_one(args: tuple[str, int]) -> np.ndarray:
     from PIL import Image

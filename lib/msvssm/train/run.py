@@ -170,11 +170,14 @@ def open_run_data(cfg: TrainConfig, dist: DistContext | None = None):
 
 
 def decode_run_data(cfg: TrainConfig, sides, classes, split_file, limit: dict[str, int] | None = None) -> RunData:
-    """Decode the three sides into memory (uint8 tensors at the run's image size); ``limit``: the first
-    so many images of a side (a dry run's few batches)."""
+    """Decode the three sides into memory (uint8 tensors at the run's image size); ``limit``: exactly
+    so many images of a side (a dry run's few batches: its first ones, repeated when the side is smaller)."""
     t0 = time.perf_counter()
     limit = limit or {}
     decoded = {side: load_split(ds, cfg.image_size, cfg.workers, limit.get(side)) for side, ds in sides.items()}
+    for side, n in limit.items():
+        if len(decoded[side]) < n:
+            decoded[side] = decoded[side].repeated(n)
     log.info("decoded %s images of %dx%d into memory in %.1f s",
              {s: len(v) for s, v in decoded.items()}, cfg.image_size, cfg.image_size, time.perf_counter() - t0)
     return RunData(decoded["train"], decoded["val"], decoded["test"], classes, split_file, Path(cfg.data))
