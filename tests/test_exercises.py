@@ -27,29 +27,22 @@ def load_solutions(notebook: str):
     return module
 
 
-CASES = [(nb, name) for nb, checks in ex.EXERCISES.items() for name in checks]
+CASES = [(nb, name) for nb, book in ex.REGISTRY.items() for name in book]
+WRONG_CASES = [(nb, name, i) for nb, book in ex.REGISTRY.items() for name, e in book.items()
+               for i in range(len(e.wrong_answers))]
 
 
-def test_every_notebook_has_two_to_four_exercises():
-    for nb, checks in ex.EXERCISES.items():
-        assert 2 <= len(checks) <= 4, nb
+def test_every_notebook_has_two_to_six_exercises():
+    assert sorted(ex.REGISTRY) == [f"{i:02d}" for i in range(12)]
+    for nb, book in ex.REGISTRY.items():
+        assert 2 <= len(book) <= 6, nb
 
 
 @pytest.mark.parametrize("notebook,name", CASES, ids=[f"{nb}-{n}" for nb, n in CASES])
 def test_solution_passes(notebook, name):
     solution = getattr(load_solutions(notebook), name)
-    ok, message = ex.EXERCISES[notebook][name](solution)
+    ok, message = ex.REGISTRY[notebook][name].check(solution)
     assert ok, message
-
-
-def _loop_without_step(model, images, labels, steps):
-    """A classic bug: gradients computed, the optimiser never stepped."""
-    losses = []
-    for _ in range(steps):
-        loss = torch.nn.functional.cross_entropy(model(images), labels)
-        loss.backward()
-        losses.append(loss.item())
-    return losses
 
 
 def _raise(*args, **kwargs):
@@ -67,52 +60,28 @@ def _crash(*args, **kwargs):
 @pytest.mark.parametrize("notebook,name", CASES, ids=[f"{nb}-{n}" for nb, n in CASES])
 @pytest.mark.parametrize("stub", [_raise, _none, _crash], ids=["NotImplementedError", "None", "ZeroDivisionError"])
 def test_unsolved_stub_is_rejected_without_raising(notebook, name, stub):
-    ok, message = ex.EXERCISES[notebook][name](stub)
+    ok, message = ex.REGISTRY[notebook][name].check(stub)
     assert not ok and message
 
 
-# A plausible mistake for each exercise: the check must say no.
-WRONG = {
-    ("00", "stage_sizes"): lambda s: [s // 4, s // 8, s // 16, s // 32],  # floor instead of ceil
-    ("00", "dspp_share"): lambda model: 100 * load_solutions("00").dspp_share(model),  # a percentage
-    ("01", "quadrant"): lambda v, a: ("HV" if v > 5 else "LV") + ("HA" if a > 5 else "LA"),  # 5 counted as low
-    ("01", "split_by_participant"): lambda df, val, test: np.where(df.index % 5 == 0, "test", "train"),  # by frame
-    ("01", "weighted_f1"): lambda y, p: __import__("sklearn.metrics").metrics.f1_score(y, p, average="macro"),
-    ("02", "zoh_B_bar"): lambda delta, A, B: delta * B,  # Mamba's Euler simplification
-    ("02", "parallel_scan"): lambda a, b: torch.cumsum(b, -1),  # forgets the decay
-    ("02", "half_life"): lambda delta, a: 1 / (delta * -a),  # time constant, not half-life
-    ("03", "paths_where_first"): lambda p, q, h, w: [0, 1] if p < q else [2, 3],  # rows only
-    ("03", "ss2d_params"): lambda dim, n, r: 2 * dim * int(r * dim),  # projections only
-    ("04", "se_params"): lambda c, k, r: 2 * c * (c // r) + c // r + c,  # one SE, not one per path
-    ("04", "se_gate"): lambda y, w1, b1, w2, b2: torch.relu(y.mean((-2, -1)) @ w1.T + b1) @ w2.T + b2,  # no sigmoid
-    ("05", "fold_layer_scale"): lambda W, g: W,  # forgets gamma
-    ("05", "residual_std"): lambda depth, s: 1 + depth * s,  # stds added
-    ("06", "receptive_field"): lambda k, d, c: k * d * c,
-    ("07", "overfit_one_batch"): lambda model, x, y, steps: _loop_without_step(model, x, y, steps),
-    ("07", "recall_from_confusion"): lambda c: np.diag(c) / c.sum(axis=0),  # precision (columns), not recall
-    ("06", "dspp_params"): lambda dim, ratio: load_solutions("06").dspp_params(dim, ratio) - dim,  # fuse bias forgotten
-    ("08", "mean_and_std"): lambda v: (float(np.mean(v)), float(np.std(v))),  # ddof=0
-    ("08", "extra_params"): lambda flag: load_solutions("08").extra_params(flag) + (1 if flag == "dspp" else 0),
-    ("09", "fold_bn"): lambda w, b, bn: (w * bn.weight.detach()[:, None, None, None], bn.bias.detach()),  # no 1/sigma, no mu
-    ("09", "conv_macs"): lambda ci, co, k, h, w, g=1: h * w * co * ci * k * k,  # groups ignored
-    ("10", "per_participant_accuracy"): lambda df: (df["label"] == df["pred"]).groupby(df["participant"], sort=False).mean(),
-    ("10", "wilson_interval"): lambda k, n, z=1.96: (k / n - z * math.sqrt(k / n * (1 - k / n) / n),
-                                                     k / n + z * math.sqrt(k / n * (1 - k / n) / n)),  # Wald, not Wilson
-    ("11", "rf_centre"): lambda i, n: 2 ** n * i + 2 ** (n - 1),
-    ("11", "centre_square_side"): lambda erf, share: (load_solutions("11").centre_square_side(erf, share) - 1) // 2,
-    ("11", "weakest_error_rate"): lambda p, e, k: (1 - p[p["participant"].isin(e.nsmallest(k, "expressivity")["participant"])]
-                                                   .groupby("participant")["correct"].mean()).mean(),  # mean of rates, not pooled
-}
+def test_every_exercise_has_a_plausible_wrong_answer():
+    missing = [f"{nb}.{name}" for nb, name in CASES if not ex.REGISTRY[nb][name].wrong_answers]
+    assert missing == []
 
 
-def test_every_exercise_has_a_wrong_answer():
-    assert set(WRONG) == set(CASES)
-
-
-@pytest.mark.parametrize("notebook,name", CASES, ids=[f"{nb}-{n}" for nb, n in CASES])
-def test_wrong_answer_is_rejected(notebook, name):
-    ok, message = ex.EXERCISES[notebook][name](WRONG[(notebook, name)])
+@pytest.mark.parametrize("notebook,name,index", WRONG_CASES, ids=[f"{nb}-{n}-{i}" for nb, n, i in WRONG_CASES])
+def test_wrong_answer_is_rejected(notebook, name, index):
+    """Each plausible mistake registered with an exercise (``exercise(..., wrong=...)``) is rejected, with a message."""
+    e = ex.REGISTRY[notebook][name]
+    ok, message = e.check(e.wrong_answers[index])
     assert not ok and message
+
+
+def test_registering_an_exercise_twice_is_an_error():
+    from msvssm.exercises.core import exercise
+
+    with pytest.raises(ValueError, match="twice"):
+        exercise("02", "zoh_B_bar")(lambda fn: (True, ""))
 
 
 def test_zoh_matches_euler_to_first_order():
@@ -139,15 +108,3 @@ def test_check_prints_verdict(capsys):
     assert capsys.readouterr().out.startswith("correct")
     assert not ex.check(ex.check_half_life, _raise)
     assert "not solved yet" in capsys.readouterr().out
-
-
-def test_fold_bn_without_eps_is_rejected():
-    import torch
-
-    def forgets_eps(w, b, bn):
-        scale = bn.weight.detach() / torch.sqrt(bn.running_var)
-        bias = b if b is not None else torch.zeros_like(bn.running_mean)
-        return w * scale[:, None, None, None], bn.bias.detach() + (bias - bn.running_mean) * scale
-
-    ok, message = ex.EXERCISES["09"]["fold_bn"](forgets_eps)
-    assert not ok and "without bias" in message
