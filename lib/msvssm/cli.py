@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, str] = {
     "evaluate": "msvssm.train.commands:add_evaluate",
     "sweep": "msvssm.train.commands:add_sweep",
     "predict": "msvssm.predict:add_cli",
+    "grade": "msvssm.grade:add_cli",
 }
 
 
