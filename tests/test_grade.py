@@ -80,7 +80,7 @@ def test_grade_shipped_solved_wrong_and_broken_submissions(tmp_path):
     assert (book.loc["ben_00_start_here.ipynb", names] == PASS).all()
     assert book.loc["ben_00_start_here.ipynb", "score"] == f"{len(names)}/{len(names)}"
     assert book.loc["carl_00_start_here.ipynb", "00.stage_sizes"].startswith("wrong: ")
-    assert book.loc["carl_00_start_here.ipynb", "00.dspp_share"] == PASS
+    assert book.loc["carl_00_start_here.ipynb", "00.stage_params"] == PASS
     assert book.loc["dora_00_start_here.ipynb", "status"].startswith("unreadable")
     on_disk = pd.read_csv(tmp_path / "out" / "gradebook.csv")
     assert len(on_disk) == 4 and (tmp_path / "out" / "gradebook.md").read_text().startswith("# Gradebook")

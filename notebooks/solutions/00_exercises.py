@@ -14,10 +14,6 @@ def stage_sizes(image_size):
     return sizes
 
 
-def dspp_share(model):
-    """Fraction of ``model``'s parameters that sit inside DSPP modules."""
-    from msvssm.models import DSPP
-
-    total = sum(p.numel() for p in model.parameters())
-    in_dspp = sum(p.numel() for m in model.modules() if isinstance(m, DSPP) for p in m.parameters())
-    return in_dspp / total
+def stage_params(model):
+    """Parameters of each of the four stages (its DSPP, blocks and downsample)."""
+    return [sum(p.numel() for p in stage.parameters()) for stage in model.stages]

@@ -14,11 +14,9 @@ from ..optional import require  # noqa: F401
 from .core import Result, _call, _close, exercise  # noqa: F401
 
 
-def _dspp_fraction(model) -> float:
-    from ..models import DSPP
-
-    total = sum(p.numel() for p in model.parameters())
-    return sum(p.numel() for m in model.modules() if isinstance(m, DSPP) for p in m.parameters()) / total
+def _stage_fractions(model) -> list[float]:
+    counts = [sum(p.numel() for p in stage.parameters()) for stage in model.stages]
+    return [c / sum(counts) for c in counts]
 
 
 
@@ -57,25 +55,34 @@ def check_stage_sizes(fn: Callable[[int], list[int]]) -> Result:
     return True, "stage sides are ceil(H/4), then halved (rounding up) at each downsample"
 
 
-@exercise("00", "dspp_share", wrong=(
-    lambda model: 100 * _dspp_fraction(model),  # a percentage
+@exercise("00", "stage_params", wrong=(
+    lambda model: [sum(p.numel() for p in stage.blocks.parameters()) for stage in model.stages],  # blocks only
+    lambda model: list(np.cumsum([sum(p.numel() for p in s.parameters()) for s in model.stages])),  # running total
+    lambda model: [100 * f for f in _stage_fractions(model)],  # percentages
 ))
-def check_dspp_share(fn: Callable) -> Result:
-    """Exercise 00.2: ``dspp_share(model)`` -> the fraction of the model's parameters inside DSPP modules."""
-    from ..models import DSPP, build_model
+def check_stage_params(fn: Callable) -> Result:
+    """Exercise 00.2: ``stage_params(model)`` -> [parameters of model.stages[0], ..., model.stages[3]] (each stage
+    with its DSPP, its blocks and its downsample)."""
+    from ..models import build_model
 
-    for name in ("msvssm_nano", "vssm_nano"):
-        model = build_model(name, num_classes=4)
-        total = sum(p.numel() for p in model.parameters())
-        in_dspp = sum(p.numel() for m in model.modules() if isinstance(m, DSPP) for p in m.parameters())
+    for name, kwargs in (("msvssm_nano", {}), ("vssm_nano", {}), ("msvssm_nano", {"depths": (1, 1, 2, 1)})):
+        model = build_model(name, num_classes=4, **kwargs)
+        want = [sum(p.numel() for p in stage.parameters()) for stage in model.stages]
         got, err = _call(fn, model)
         if err:
             return False, err
         try:
-            got = float(got)
+            got = [int(v) for v in got]
         except Exception:
-            return False, f"dspp_share should return a number, got {got!r}"
-        if abs(got - in_dspp / total) > 1e-6:
-            hint = " (a fraction in [0, 1], not a percentage)" if got > 1 else ""
-            return False, f"dspp_share({name}) = {got:.4f}, expected {in_dspp / total:.4f}{hint}"
-    return True, "DSPP's share of the parameters, and 0 for the plain VSSM"
+            return False, f"stage_params should return a list of 4 integers, got {got!r}"
+        if got != want:
+            hint = ""
+            blocks = [sum(p.numel() for p in stage.blocks.parameters()) for stage in model.stages]
+            if got == blocks:
+                hint = " (a stage is its DSPP, its blocks and its downsample: count stage.parameters())"
+            elif got == list(np.cumsum(want)):
+                hint = " (each stage on its own, not a running total)"
+            return False, f"{name}: got {got}, expected {want}{hint}"
+    share = want[-1] / sum(want)
+    return True, (f"the last stages hold most: width doubles per stage, so a layer's weights grow 4x "
+                  f"(stage 4 of this model: {share:.0%} of the stages' parameters)")
