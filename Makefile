@@ -37,7 +37,7 @@ html: $(STAMP)
 test: test-unit test-notebooks
 
 test-unit: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) -m "not notebook" tests
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) -m "not notebook and not gpu" tests
 
 test-notebooks: $(STAMP)
 	$(BIN)/python -m pytest -q -m notebook tests
@@ -52,12 +52,13 @@ DEVICE   ?=
 GPU_VENV ?= .venv-gpu
 GPU_PYTHON ?= $(GPU_VENV)/bin/python
 MAX_JOBS ?= 4
-ifeq ($(PROFILE)$(DEVICE),gpu)
-REPRO_PY  := $(GPU_PYTHON)
-REPRO_ENV := gpu-env
-else
 REPRO_PY  := $(BIN)/python
 REPRO_ENV := $(STAMP)
+ifeq ($(PROFILE),gpu)
+ifneq ($(DEVICE),cpu)
+REPRO_PY  := $(GPU_PYTHON)
+REPRO_ENV := gpu-env
+endif
 endif
 
 reproduce: $(REPRO_ENV)
@@ -77,7 +78,12 @@ $(GPU_VENV)/.installed: requirements.txt requirements-lock.txt pyproject.toml
 	test -x $(GPU_VENV)/bin/python || $(PYTHON) -m venv $(GPU_VENV)
 	$(GPU_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(GPU_VENV)/bin/python -m pip install --quiet -r requirements.txt -c requirements-lock.txt
-	MAX_JOBS=$(MAX_JOBS) MAMBA_KEEP_CUDA_BUILD=TRUE $(GPU_VENV)/bin/python -m pip install --no-build-isolation -e ".[gpu]"
+	@# before compiling mamba-ssm: a torch that sees no GPU (old driver, no driver) says so, not a compile error
+	$(GPU_VENV)/bin/python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 'torch ' + \
+	  torch.__version__ + ' (CUDA ' + str(torch.version.cuda) + ') sees no usable GPU: check nvidia-smi; an older \
+	  driver needs torch from the wheel index of its CUDA (README, GPU section)')"
+	MAX_JOBS=$(MAX_JOBS) MAMBA_KEEP_CUDA_BUILD=TRUE $(GPU_VENV)/bin/python -m pip install --no-build-isolation \
+	  -c requirements-lock.txt -e ".[gpu]"
 	$(GPU_VENV)/bin/python -m msvssm.cli info
 	touch $@
 

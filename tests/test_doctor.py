@@ -210,11 +210,21 @@ def test_gpu_facts_on_a_machine_with_cuda_but_a_broken_mamba():
         scan_backends={"env_var": "MSVSSM_SCAN_BACKEND", "env": None, "auto": {"cpu": {"backend": "numba"},
                        "cuda": {"backend": "chunked"}}, "backends": {}},
     )
-    assert facts["profiles"]["gpu"]["ready"]
+    # make reproduce PROFILE=gpu refuses a GPU without mamba-ssm's kernel: the doctor says the same
+    assert not facts["profiles"]["gpu"]["ready"]
     by_section = {i["section"]: i for i in facts["issues"]}
     assert "no native bf16" in by_section["gpus"]["problem"] and "amp=fp16" in by_section["gpus"]["fix"]
-    assert by_section["mamba_ssm"]["level"] == "recommended" and "--no-build-isolation" in by_section["mamba_ssm"]["fix"]
-    assert "gpu profile ready (scan chunked" in facts["summary"]
+    assert by_section["mamba_ssm"]["level"] == "required" and "--no-build-isolation" in by_section["mamba_ssm"]["fix"]
+    # unless the scan backend was chosen on purpose
+    chosen = _fake_facts(
+        torch={"cuda_build": "13.0", "cuda_available": True, "device_count": 1},
+        gpus={"devices": [gpu], "bf16_supported": False, "bf16_check": "x"},
+        mamba_ssm={"installed": True, "importable": True, "extension": True, "call_ok": False,
+                   "call_error": "no kernel image is available"},
+        scan_backends={"env_var": "MSVSSM_SCAN_BACKEND", "env": "chunked", "env_ok": True,
+                       "auto": {"cpu": {"backend": "numba"}, "cuda": {"backend": "chunked"}}, "backends": {}},
+    )
+    assert chosen["profiles"]["gpu"]["ready"] and "gpu profile ready (scan chunked" in chosen["summary"]
 
 
 def test_static_model_list_matches_the_registry():

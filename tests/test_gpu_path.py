@@ -196,13 +196,18 @@ def test_the_gpu_environment_check_names_a_missing_kernel(monkeypatch):
     """On a GPU without mamba-ssm's kernel the gpu profile refuses (weeks on the chunked fallback are no
     accident) unless the backend was chosen on purpose."""
     from msvssm import reproduce
+    from msvssm.ops.registry import ScanBackend, get_backend, temporary_backend
 
+    real = get_backend("cuda")
+    broken = ScanBackend("cuda", real.fn, real.devices, lambda: False, lambda: "mamba_ssm does not import (test)")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.delenv("MSVSSM_SCAN_BACKEND", raising=False)
-    problem = reproduce.gpu_environment_problem()
-    assert "cuda scan backend is not usable" in problem and "MSVSSM_SCAN_BACKEND=chunked" in problem
-    monkeypatch.setenv("MSVSSM_SCAN_BACKEND", "chunked")
-    assert reproduce.gpu_environment_problem() == ""
+    with temporary_backend(broken, replace=True):  # also where the gpu extra is installed and works
+        problem = reproduce.gpu_environment_problem()
+        assert "cuda scan backend is not usable" in problem and "MSVSSM_SCAN_BACKEND=chunked" in problem
+        assert "mamba_ssm does not import (test)" in problem
+        monkeypatch.setenv("MSVSSM_SCAN_BACKEND", "chunked")
+        assert reproduce.gpu_environment_problem() == ""
 
 
 @pytest.mark.slow

@@ -548,7 +548,9 @@ def derive(facts: Facts) -> Facts:
                else 'pip install "msvssm[gpu]" --no-build-isolation')
     rebuild = ("MAMBA_KEEP_CUDA_BUILD=TRUE pip install --force-reinstall --no-build-isolation --no-cache-dir "
                "\"mamba-ssm>=2.2.2,<2.4\"")
-    mamba_level = "recommended" if cuda_ok else "note"
+    # On a GPU the gpu profile needs the kernel (make reproduce PROFILE=gpu refuses without it), unless a
+    # backend was chosen on purpose with $MSVSSM_SCAN_BACKEND; elsewhere it is a note.
+    mamba_level = ("required" if not scan.get("env") else "recommended") if cuda_ok else "note"
     if mamba and not mamba.get("probe_error"):
         if not mamba.get("installed") and not mamba.get("importable"):
             issues.append(_issue("mamba_ssm", mamba_level, "mamba-ssm is not installed: on a GPU the scan runs "

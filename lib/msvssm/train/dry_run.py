@@ -67,10 +67,11 @@ def dry_run(cfg: TrainConfig, *, steps: int = 2) -> dict[str, Any]:
                 torch.cuda.reset_peak_memory_stats(device)
             autocast = autocast_factory(device, run.amp_dtype)
             run.train_batches.set_epoch(0)
-            times = []
-            for batch in itertools.islice(run.train_batches, steps):
+            times, batches = [], iter(run.train_batches)
+            for _ in range(steps):
                 _sync(device)
-                t0 = time.perf_counter()
+                t0 = time.perf_counter()  # the batch's transfer and augmentation count, as in training
+                batch = next(batches)
                 stats, run.step = train_one_epoch(
                     run.train_model, [batch], run.optimizer, run.loss_fn, epoch=0, step=run.step,
                     scheduler=run.scheduler, clip_grad=cfg.clip_grad, ema=run.ema, mix=run.mix, autocast=autocast,
