@@ -12,9 +12,11 @@ reject; ``tests/test_exercises.py`` runs every registered check with the solutio
 """
 from __future__ import annotations
 
+import sys
 import traceback
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -35,6 +37,13 @@ class Exercise:
     def key(self) -> str:
         return f"{self.notebook}.{self.name}"
 
+
+# Library modules an exercise must not call into (see _call_own)
+SCAN_MODULES = ("msvssm.ops.scan", "msvssm.ops.scan_reference", "msvssm.ops.scan_chunked", "msvssm.ops.scan_numba",
+                "msvssm.ops.cross_selective_scan")
+CROSS_SCAN_MODULES = ("msvssm.ops.cross_scan", "msvssm.ops.cross_scan_numba", "msvssm.ops.cross_selective_scan")
+SS2D_MODULES = ("msvssm.models.ss2d", "msvssm.ops.cross_selective_scan")
+BLOCK_MODULES = ("msvssm.models.blocks",)
 
 # notebook ("02") -> stub name ("zoh_B_bar") -> Exercise, in the order the notebook asks them
 REGISTRY: dict[str, dict[str, Exercise]] = {}
@@ -71,6 +80,46 @@ def _call(fn: Callable, *args, **kwargs):
     if value is None:
         return None, "not solved yet (the function returned None)"
     return value, None
+
+
+def _module_files(modules: Sequence[str]) -> dict[str, str]:
+    """{source file: module name} of library modules (imported to find them)."""
+    import importlib
+
+    files = {}
+    for name in modules:
+        module = importlib.import_module(name)
+        files[str(Path(module.__file__).resolve())] = name
+    return files
+
+
+def _call_own(fn: Callable, forbid: Sequence[str], *args, **kwargs):
+    """:func:`_call`, refusing an answer that calls into the library modules ``forbid`` (by their Python code).
+
+    The exercises that ask a student to *write* a concept (the scan, the scan paths, SE per path, a
+    DSPP branch, a parameter count) must not pass by calling the library's own version of it: a
+    profile hook watches the student's call, and any Python function of those modules it enters turns
+    the answer into "write it yourself". The check's own calls to the library happen outside the hook.
+    """
+    files = _module_files(forbid)
+    entered: list[str] = []
+
+    def hook(frame, event, arg):
+        if event == "call":
+            name = files.get(frame.f_code.co_filename)
+            if name is not None and not entered:
+                entered.append(f"{name}.{frame.f_code.co_name}")
+
+    previous = sys.getprofile()
+    sys.setprofile(hook)
+    try:
+        value, err = _call(fn, *args, **kwargs)
+    finally:
+        sys.setprofile(previous)
+    if entered and err is None:
+        return None, (f"your function calls the library's {entered[0]}: write it yourself (the notebook uses "
+                      "the library's version right after, once yours is checked)")
+    return value, err
 
 
 def _close(got, want, rtol: float = 1e-5, atol: float = 1e-6) -> tuple[bool, str]:

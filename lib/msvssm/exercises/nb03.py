@@ -16,7 +16,8 @@ import numpy as np  # noqa: F401
 import torch
 import torch.nn.functional as F
 
-from .core import Result, _call, _close, exercise
+from .core import (BLOCK_MODULES, CROSS_SCAN_MODULES, SCAN_MODULES, SS2D_MODULES, Result, _call,  # noqa: F401
+                   _call_own, _close, exercise)
 
 PATH_NAMES = ("k=0 row-major", "k=1 column-major", "k=2 row-major reversed", "k=3 column-major reversed")
 GRIDS = ((4, 5), (3, 3), (2, 6))  # (height, width): non-square grids catch reshape/transpose mix-ups
@@ -52,7 +53,10 @@ def _scan_paper_order(x):
     return torch.stack([rows, rows.flip(-1), cols, cols.flip(-1)], dim=1)
 
 
-@exercise("03", "my_cross_scan", wrong=(_scan_no_transpose, _scan_no_flip, _scan_paper_order))
+@exercise("03", "my_cross_scan", wrong=(
+    _scan_no_transpose, _scan_no_flip, _scan_paper_order,
+    lambda x: __import__("msvssm").cross_scan(x),  # the library's cross-scan
+))
 def check_cross_scan(fn: Callable) -> Result:
     """Exercise 03.1: ``my_cross_scan(x)``, (b, c, h, w) -> (b, K, c, l), the library's four paths in its order."""
     from ..ops import cross_scan
@@ -60,7 +64,7 @@ def check_cross_scan(fn: Callable) -> Result:
     gen = torch.Generator().manual_seed(0)
     for h, w in GRIDS:
         x = torch.randn(2, 3, h, w, generator=gen, dtype=torch.float64)
-        got, err = _call(fn, x.clone())
+        got, err = _call_own(fn, CROSS_SCAN_MODULES, x.clone())
         if err:
             return False, err
         want = cross_scan(x)  # (b, K, c, l)
@@ -141,7 +145,10 @@ def _merge_path_hint(k: int, got: torch.Tensor, path: torch.Tensor, h: int, w: i
     return ""
 
 
-@exercise("03", "my_cross_merge", wrong=(_merge_no_flip, _merge_no_transpose, _merge_transpose_only, _merge_mean))
+@exercise("03", "my_cross_merge", wrong=(
+    _merge_no_flip, _merge_no_transpose, _merge_transpose_only, _merge_mean,
+    lambda y, h, w: __import__("msvssm").cross_merge(y, h, w),  # the library's cross-merge
+))
 def check_cross_merge(fn: Callable) -> Result:
     """Exercise 03.2: ``my_cross_merge(y, h, w)``, (b, K, c, l) -> (b, c, h, w): each path back on the grid, summed."""
     from ..ops import cross_merge
@@ -149,7 +156,7 @@ def check_cross_merge(fn: Callable) -> Result:
     gen = torch.Generator().manual_seed(1)
     for h, w in GRIDS:
         y = torch.randn(2, 4, 3, h * w, generator=gen, dtype=torch.float64)
-        got, err = _call(fn, y.clone(), h, w)
+        got, err = _call_own(fn, CROSS_SCAN_MODULES, y.clone(), h, w)
         if err:
             return False, err
         want = cross_merge(y, h, w)
@@ -163,7 +170,7 @@ def check_cross_merge(fn: Callable) -> Result:
         for k in range(4):
             single = torch.zeros_like(y)
             single[:, k] = y[:, k]
-            got_k, err = _call(fn, single, h, w)
+            got_k, err = _call_own(fn, CROSS_SCAN_MODULES, single, h, w)
             if err:
                 return False, err
             if _close(got_k, cross_merge(single, h, w), rtol=1e-9, atol=1e-12)[0]:
@@ -254,7 +261,10 @@ class _NoShortcut:
         raise TypeError("write the data flow yourself instead of calling m(x)")
 
 
-@exercise("03", "my_ss2d", wrong=(_ss2d_no_silu, _ss2d_no_softplus, _ss2d_no_skip, _ss2d_merge_no_flip))
+@exercise("03", "my_ss2d", wrong=(
+    _ss2d_no_silu, _ss2d_no_softplus, _ss2d_no_skip, _ss2d_merge_no_flip,
+    lambda m, x: m._m(x),  # the wrapped module itself
+))
 def check_ss2d(fn: Callable) -> Result:
     """Exercise 03.3: ``my_ss2d(m, x)``, x (b, h, w, dim) channels last -> (b, h, w, dim), SS2D's forward from
     ``m``'s weights, compared with ``SS2D.forward`` on a non-square map."""
@@ -262,7 +272,7 @@ def check_ss2d(fn: Callable) -> Result:
     gen = torch.Generator().manual_seed(4)
     x = torch.randn(2, 3, 5, m.dim, generator=gen)
     with torch.no_grad():
-        got, err = _call(fn, _NoShortcut(m), x.clone())
+        got, err = _call_own(fn, SS2D_MODULES, _NoShortcut(m), x.clone())
         if err:
             return False, err
         want = m(x)
@@ -305,11 +315,14 @@ def _params_rank_from_inner(dim, n, ratio):
     return _params_formula(dim, n, ratio, rank_from_inner=True)
 
 
-@exercise("03", "ss2d_params", wrong=(_params_projections_only, _params_conv_bias, _params_rank_from_inner))
+@exercise("03", "ss2d_params", wrong=(
+    _params_projections_only, _params_conv_bias, _params_rank_from_inner,
+    lambda dim, n, r: sum(p.numel() for p in __import__("msvssm").models.SS2D(dim, d_state=n, ssm_ratio=r).parameters()),
+))
 def check_ss2d_params(fn: Callable) -> Result:
     """Exercise 03.4: ``ss2d_params(dim, d_state, ssm_ratio)`` -> parameters of a plain SS2D, by formula."""
     for dim, n, ratio in ((32, 1, 1.0), (96, 1, 1.0), (96, 16, 2.0), (40, 4, 1.5)):
-        got, err = _call(fn, dim, n, ratio)
+        got, err = _call_own(fn, SS2D_MODULES, dim, n, ratio)
         if err:
             return False, err
         want = ss2d_param_count_truth(dim, n, ratio)

@@ -11,7 +11,8 @@ import numpy as np  # noqa: F401
 import torch  # noqa: F401
 
 from ..optional import require  # noqa: F401
-from .core import Result, _call, _close, exercise  # noqa: F401
+from .core import (BLOCK_MODULES, CROSS_SCAN_MODULES, SCAN_MODULES, SS2D_MODULES, Result, _call,  # noqa: F401
+                   _call_own, _close, exercise)
 
 
 # ---- SE per path: y (b, K, d, l) -> each path gated by its own SE --------------------------------------------
@@ -91,7 +92,7 @@ def check_path_se(fn: Callable) -> Result:
              (_path_se_shared, "path k has its own weights w1[k], b1[k], w2[k], b2[k]: the four SEs share nothing"))
     for y, (w1, b1, w2, b2), want in _path_se_cases():
         args = (y, w1, b1, w2, b2)
-        got, err = _call(fn, *(a.clone() for a in args))
+        got, err = _call_own(fn, SS2D_MODULES, *(a.clone() for a in args))
         if err:
             if "shape" in err or "size" in err:
                 err += (" (shapes: squeeze z_k = mean of y[:, k] over its last axis l -> (b, d); "
@@ -123,7 +124,7 @@ def check_se_params(fn: Callable) -> Result:
     from ..models import PathSqueezeExcite
 
     for c, k, r in ((32, 4, 16), (96, 4, 16), (192, 4, 4), (16, 4, 16), (64, 2, 8)):
-        got, err = _call(fn, c, k, r)
+        got, err = _call_own(fn, SS2D_MODULES, c, k, r)
         if err:
             return False, err
         want = sum(p.numel() for p in PathSqueezeExcite(c, k, r).parameters())

@@ -64,7 +64,7 @@ def _ls_cases():
 def check_layer_scale_branch(fn: Callable) -> Result:
     """Exercise 05.1: ``my_layer_scale_branch(x, y, out_norm, gamma, out_proj)`` -> the VSS block's SS2D residual
     x + out_proj(Λ ⊙ out_norm(y)), compared with the library's VSSBlock(layer_scale=True, mlp_ratio=0)."""
-    known = ((_ls_before_norm, "Λ sits AFTER out_norm: before it, LayerNorm divides the scale away"),
+    known = ((_ls_before_norm, "Λ sits AFTER out_norm: before it, LayerNorm divides any common scale away, so Λ = 1e-5 could not quiet the branch"),
              (_ls_after_proj, "that is CaiT's place (on the branch output, after out_proj); this project, reading "
                               "paper 3.3.2, puts Λ after out_norm and before out_proj"),
              (_ls_no_residual, "the block adds the branch to its input: x + ..."))

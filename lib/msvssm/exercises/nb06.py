@@ -16,7 +16,8 @@ import torch  # noqa: F401
 import torch.nn.functional as F
 
 from ..optional import require  # noqa: F401
-from .core import Result, _call, _close, exercise  # noqa: F401
+from .core import (BLOCK_MODULES, CROSS_SCAN_MODULES, SCAN_MODULES, SS2D_MODULES, Result, _call,  # noqa: F401
+                   _call_own, _close, exercise)
 
 
 def _dspp_param_count(dim: int, ratio: float) -> int:
@@ -106,7 +107,7 @@ def check_dspp_branch(fn: Callable) -> Result:
         k, r = pool.kernel_size, conv.dilation[0]
         where = f"branch (pool {k}, dilation {r})"
         args = (x0.clone(), conv.weight.detach().clone(), conv.bias.detach().clone(), k, r)
-        got, err = _call(fn, *args)
+        got, err = _call_own(fn, BLOCK_MODULES, *args)
         if err:
             return False, f"{where}: {err}"
         try:
@@ -282,6 +283,7 @@ def check_branch_receptive_field(fn: Callable) -> Result:
 # ---------------------------------------------------------------- exercise 06.4: parameters
 
 @exercise("06", "dspp_params", wrong=(
+    lambda dim, ratio: sum(p.numel() for p in __import__("msvssm").models.DSPP(dim, ratio).parameters()),
     lambda dim, ratio: _dspp_param_count(dim, ratio) - dim,  # fuse bias forgotten
     lambda dim, ratio: _dspp_formula(dim, int(dim * ratio)),  # the width's floor of 8 forgotten
 ))
@@ -290,7 +292,7 @@ def check_dspp_params(fn: Callable) -> Result:
     from ..models import DSPP
 
     for dim, ratio in ((32, 0.25), (96, 0.25), (768, 0.25), (64, 1.0), (16, 0.25)):
-        got, err = _call(fn, dim, ratio)
+        got, err = _call_own(fn, BLOCK_MODULES, dim, ratio)
         if err:
             return False, err
         want = sum(p.numel() for p in DSPP(dim, ratio).parameters())
