@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -82,6 +83,9 @@ def add_sweep(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="frame", choices=("frame", "trial", "subject"))
     parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--table", help="write the table to TABLE.csv / TABLE.md (default: ROOT/results)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs trained at once, each in its own process (cores split between them, one GPU "
+                             "each); a failed run does not stop the others; exit status: the number that failed")
 
     def run(args: argparse.Namespace) -> int:
         from .config import TrainConfig
@@ -92,9 +96,16 @@ def add_sweep(parser: argparse.ArgumentParser) -> None:
         sweep = Sweep(args.root, base)
         for model in args.models:
             sweep.add(model, model=model)
-        sweep.run(args.seeds)
+        from .sweep import SweepError
+
+        failed = 0
+        try:
+            sweep.run(args.seeds, jobs=args.jobs)
+        except SweepError as err:
+            print(f"msvssm sweep: {err}", file=sys.stderr)
+            failed = len(err.failed)
         table = sweep.write_tables(args.table or Path(args.root) / "results", args.seeds)
         print(format_mean_std(table).to_markdown(index=False))
-        return 0
+        return min(failed, 100)
 
     parser.set_defaults(func=run)

@@ -78,12 +78,16 @@ class Sweep:
     def configs(self, seeds: Sequence[int]) -> list[tuple[str, int, TrainConfig]]:
         return [(name, seed, cfg) for name, seed, cfg, _ in self.planned(seeds)]
 
-    def run(self, seeds: Sequence[int] = (0,), progress: bool = True) -> pd.DataFrame:
+    def run(self, seeds: Sequence[int] = (0,), progress: bool = True, jobs: int = 1) -> pd.DataFrame:
         """Train every (row, seed) not finished yet (resuming unfinished ones); returns the per-run table.
 
         A run folder is named by a hash of its inputs, so changed data or code gives a new folder
         and a new run; a finished folder whose saved inputs differ anyway (edited by hand, or made
         before runs recorded their inputs) is refused with what changed, never reused.
+
+        ``jobs`` > 1 trains that many runs at once, each in a process of its own
+        (:func:`run_parallel`): a failed run does not stop the others, and :class:`SweepError` says
+        which failed once the rest are done.
         """
         planned = self.planned(seeds)
         finished = set()
@@ -93,10 +97,12 @@ class Sweep:
                 finished.add(cfg.out)
         log.info("sweep: %d runs, %d already finished, %d to train", len(planned), len(finished),
                  len(planned) - len(finished))
-        for name, seed, cfg, _ in planned:
-            if cfg.out not in finished:
-                log.info("sweep: training %s seed %d -> %s", name, seed, cfg.out)
-                train(cfg, resume=True, progress=progress)
+        todo = [(name, seed, cfg) for name, seed, cfg, _ in planned if cfg.out not in finished]
+        if jobs > 1 and len(todo) > 1:
+            run_parallel(todo, jobs, Path(self.root) / "logs")
+        for name, seed, cfg in todo if jobs <= 1 or len(todo) <= 1 else ():
+            log.info("sweep: training %s seed %d -> %s", name, seed, cfg.out)
+            train(cfg, resume=True, progress=progress)
         return self._summaries(planned)
 
     def results(self, seeds: Sequence[int] = (0,)) -> pd.DataFrame:
@@ -116,6 +122,105 @@ class Sweep:
         write_table(table, stem)
         write_table(per_run, f"{stem}_runs")
         return table
+
+
+class SweepError(RuntimeError):
+    """Some runs of a sweep failed (the others finished); ``failed`` lists (row, seed, reason)."""
+
+    def __init__(self, failed: list[tuple[str, int, str]], total: int):
+        self.failed = failed
+        super().__init__(f"{len(failed)} of {total} runs failed: " + "; ".join(
+            f"{name} seed {seed}: {reason}" for name, seed, reason in failed))
+
+
+def job_resources(jobs: int, index: int) -> tuple[int, dict[str, str]]:
+    """(CPU threads, environment) of job ``index`` of ``jobs``: the cores split evenly, one GPU per job
+    (round robin over the GPUs torch sees; CUDA_VISIBLE_DEVICES makes it the job's device 0)."""
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    env = {}
+    if torch.cuda.is_available() and torch.cuda.device_count() > 0:
+        env["CUDA_VISIBLE_DEVICES"] = str(index % torch.cuda.device_count())
+    return max(1, cores // jobs), env
+
+
+def run_parallel(todo: list[tuple[str, int, TrainConfig]], jobs: int, log_dir: Path, poll: float = 1.0) -> None:
+    """Train ``todo`` (row name, seed, config with its run folder) ``jobs`` at a time, each run in its own
+    process (``msvssm train --config ... --resume``), its output in ``log_dir/<run folder>.log``.
+
+    One line per change: queued, running (epoch k of n, read from the run's history.csv), done, failed
+    with the last line of its log. A run's threads are its config's ``threads`` when set, else the cores
+    divided by ``jobs``: set ``threads`` to make a run's numbers independent of how many ran beside it
+    (the thread count can change the order of float sums). Raises :class:`SweepError` at the end if any
+    run failed; the others are finished by then.
+    """
+    import subprocess
+    import sys
+    import time
+
+    log_dir.mkdir(parents=True, exist_ok=True)
+    queue = list(todo)
+    running: dict[int, tuple[str, int, TrainConfig, subprocess.Popen, Any, str]] = {}
+    failed: list[tuple[str, int, str]] = []
+    slots = list(range(jobs))
+    for name, seed, cfg in queue:
+        log.info("sweep: queued %s seed %d", name, seed)
+    while queue or running:
+        while queue and slots:
+            name, seed, cfg = queue.pop(0)
+            slot = slots.pop(0)
+            threads, env = job_resources(jobs, slot)
+            cfg = cfg if cfg.threads else cfg.replace(threads=threads)
+            folder = Path(cfg.out)
+            cfg_file = log_dir / f"{folder.name}.json"
+            cfg_file.write_text(json.dumps(cfg.to_dict(), indent=1), encoding="utf-8")
+            log_file = log_dir / f"{folder.name}.log"
+            handle = open(log_file, "w", encoding="utf-8")
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "msvssm.cli", "train", "--config", str(cfg_file), "--data", cfg.data,
+                 "--out", cfg.out, "--resume", "--no-progress"],
+                stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, **env})
+            running[slot] = (name, seed, cfg, proc, handle, "")
+            log.info("sweep: running %s seed %d (job %d, %d thread(s)%s) -> %s", name, seed, slot, cfg.threads,
+                     f", GPU {env['CUDA_VISIBLE_DEVICES']}" if env else "", cfg.out)
+        time.sleep(poll)
+        for slot, (name, seed, cfg, proc, handle, shown) in list(running.items()):
+            epochs = _epochs_done(Path(cfg.out))
+            state = f"epoch {epochs} of {cfg.epochs}"
+            if proc.poll() is None:
+                if state != shown and epochs:
+                    log.info("sweep: running %s seed %d: %s", name, seed, state)
+                    running[slot] = (name, seed, cfg, proc, handle, state)
+                continue
+            handle.close()
+            del running[slot]
+            slots.append(slot)
+            if proc.returncode == 0 and (Path(cfg.out) / "metrics.json").exists():
+                metrics = json.loads((Path(cfg.out) / "metrics.json").read_text(encoding="utf-8"))
+                log.info("sweep: done %s seed %d: test accuracy %.4f", name, seed, metrics["accuracy"])
+            else:
+                last = _last_line(log_dir / f"{Path(cfg.out).name}.log")
+                reason = f"exit {proc.returncode}: {last}"
+                log.error("sweep: failed %s seed %d (%s); the others go on", name, seed, reason)
+                failed.append((name, seed, reason))
+    if failed:
+        raise SweepError(failed, len(todo))
+
+
+def _epochs_done(run: Path) -> int:
+    try:
+        return max(0, sum(1 for _ in open(run / "history.csv", encoding="utf-8")) - 1)
+    except OSError:
+        return 0
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "no log"
+    return lines[-1][:300] if lines else "no output"
 
 
 def run_summary(run: str | os.PathLike, name: str = "") -> dict[str, Any]:
