@@ -44,7 +44,7 @@ LOCK = REPO / "requirements-lock.txt"
 SAMPLE_PHOTO = REPO / "assets" / "sample_face.jpg"
 
 # Import names of the optional packages: none may be needed by the core.
-OPTIONAL_MODULES = ("cv2", "dlib", "skimage", "captum", "fvcore", "papermill", "mamba_ssm")
+OPTIONAL_MODULES = ("cv2", "dlib", "skimage", "captum", "fvcore", "papermill", "mamba_ssm", "submitit")
 # Modules that are the faces feature itself (they require OpenCV when imported).
 NEED_FACES_TO_IMPORT = {"msvssm.data.faces", "msvssm.data.video"}
 # Linked into the test environment instead of installed (with the packages they require).
@@ -154,7 +154,7 @@ def test_requirements_pin_every_declared_dependency():
     extras = project["optional-dependencies"]
     assert {"faces", "analysis", "notebooks", "gpu", "test"} <= set(extras), f"extras: {sorted(extras)}"
     declared = [Requirement(r) for r in project["dependencies"]]
-    for extra in ("faces", "analysis", "notebooks", "test"):  # gpu and bench: installed separately
+    for extra in ("faces", "analysis", "notebooks", "cluster", "test"):  # gpu and bench: installed separately
         declared += [Requirement(r) for r in extras[extra] if canonicalize_name(Requirement(r).name) != "msvssm"]
     pinned, locked = _pins(REPO / "requirements.txt"), _pins(LOCK)
     for req in declared:

@@ -65,3 +65,50 @@ def test_the_cli_exit_status_counts_the_failed_runs(folder, tmp_path, capsys):
             "--set", "threads=1", "--set", 'model_kwargs={"no_such_option": 1}']
     assert main(args) == 2  # both runs failed
     assert "2 of 2 runs failed" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- submitit (local executor)
+
+
+def test_submitit_local_executor_gives_the_numbers_of_in_process_runs(folder, tmp_path):
+    from msvssm.train.sweep import Launcher
+
+    here = _sweep(folder, tmp_path / "here").run(seeds=[0], progress=False).set_index("name")
+    there = _sweep(folder, tmp_path / "there").run(
+        seeds=[0], progress=False, launcher=Launcher(cluster="local", cpus_per_run=1, timeout_min=10)).set_index("name")
+    for column in ("accuracy", "weighted_f1", "best_epoch"):
+        assert here[column].to_dict() == there[column].to_dict(), column
+    assert any((tmp_path / "there" / "submitit").iterdir()), "submitit's logs are kept beside the runs"
+
+
+def test_a_killed_and_resubmitted_job_finishes_like_an_uninterrupted_run(folder, tmp_path):
+    """A requeue as on a cluster: the job is killed mid-run (SIGKILL, no checkpoint), submitted again, and
+    --resume continues after the last finished epoch: same metrics and weights as a run never stopped."""
+    import os
+    import signal
+    import time
+
+    from msvssm.train import train
+    from msvssm.train.sweep import Launcher, TrainJob, submitit_executor
+
+    cfg = tiny_config(folder, tmp_path / "uninterrupted", epochs=6, threads=1)
+    reference = train(cfg, progress=False)
+    cfg = cfg.replace(out=str(tmp_path / "requeued"))
+    executor = submitit_executor(Launcher(cluster="local", cpus_per_run=1, timeout_min=10), tmp_path / "logs")
+    job = executor.submit(TrainJob(cfg))
+    history = Path(cfg.out) / "history.csv"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (history.exists() and len(history.read_text().splitlines()) >= 2):
+        time.sleep(0.05)
+    assert not (Path(cfg.out) / "metrics.json").exists(), "the run finished before it could be killed"
+    os.kill(job._process.pid, signal.SIGKILL)
+    job._process.wait()
+    epochs_done = len(history.read_text().splitlines()) - 1
+    assert 1 <= epochs_done < 6
+    again = executor.submit(TrainJob(cfg))
+    again.result()
+    a = json.loads((reference / "metrics.json").read_text())
+    b = json.loads((Path(cfg.out) / "metrics.json").read_text())
+    assert (a["accuracy"], a["weighted_f1"], a["confusion"]) == (b["accuracy"], b["weighted_f1"], b["confusion"])
+    wa, wb = load_checkpoint(reference / "last.pt")["model"], load_checkpoint(Path(cfg.out) / "last.pt")["model"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)

@@ -87,9 +87,18 @@ def add_sweep(parser: argparse.ArgumentParser) -> None:
                         help="runs trained at once, each in its own process (cores split between them, one GPU "
                              "each); a failed run does not stop the others; exit status: the number that failed")
 
+    parser.add_argument("--launcher", choices=("process", "local", "slurm"), default="process",
+                        help="process: --jobs processes here; slurm: one submitit job per run on a SLURM cluster; "
+                             "local: submitit's local executor (the cluster extra: pip install 'msvssm[cluster]')")
+    parser.add_argument("--partition", default="", help="SLURM partition (--launcher slurm)")
+    parser.add_argument("--gpus-per-run", type=int, default=1, help="GPUs of each SLURM job")
+    parser.add_argument("--cpus-per-run", type=int, default=8, help="CPU cores of each submitit job")
+    parser.add_argument("--time-limit", type=int, default=24 * 60,
+                        help="minutes per job; a run that hits it is requeued and resumes after its last epoch")
+
     def run(args: argparse.Namespace) -> int:
         from .config import TrainConfig
-        from .sweep import Sweep, format_mean_std
+        from .sweep import Launcher, Sweep, format_mean_std
 
         base = TrainConfig.from_profile(args.profile).replace(data=args.data, split=args.split)
         base = base.with_overrides(args.assignments)
@@ -100,7 +109,10 @@ def add_sweep(parser: argparse.ArgumentParser) -> None:
 
         failed = 0
         try:
-            sweep.run(args.seeds, jobs=args.jobs)
+            launcher = None if args.launcher == "process" else Launcher(
+                cluster=args.launcher, partition=args.partition, gpus_per_run=args.gpus_per_run,
+                cpus_per_run=args.cpus_per_run, timeout_min=args.time_limit, max_parallel=args.jobs)
+            sweep.run(args.seeds, jobs=args.jobs, launcher=launcher)
         except SweepError as err:
             print(f"msvssm sweep: {err}", file=sys.stderr)
             failed = len(err.failed)

@@ -78,7 +78,8 @@ class Sweep:
     def configs(self, seeds: Sequence[int]) -> list[tuple[str, int, TrainConfig]]:
         return [(name, seed, cfg) for name, seed, cfg, _ in self.planned(seeds)]
 
-    def run(self, seeds: Sequence[int] = (0,), progress: bool = True, jobs: int = 1) -> pd.DataFrame:
+    def run(self, seeds: Sequence[int] = (0,), progress: bool = True, jobs: int = 1,
+            launcher: "Launcher | None" = None) -> pd.DataFrame:
         """Train every (row, seed) not finished yet (resuming unfinished ones); returns the per-run table.
 
         A run folder is named by a hash of its inputs, so changed data or code gives a new folder
@@ -87,7 +88,8 @@ class Sweep:
 
         ``jobs`` > 1 trains that many runs at once, each in a process of its own
         (:func:`run_parallel`): a failed run does not stop the others, and :class:`SweepError` says
-        which failed once the rest are done.
+        which failed once the rest are done. ``launcher`` (:class:`Launcher`) submits the runs through
+        submitit instead: to a SLURM cluster, or to its local executor.
         """
         planned = self.planned(seeds)
         finished = set()
@@ -98,6 +100,10 @@ class Sweep:
         log.info("sweep: %d runs, %d already finished, %d to train", len(planned), len(finished),
                  len(planned) - len(finished))
         todo = [(name, seed, cfg) for name, seed, cfg, _ in planned if cfg.out not in finished]
+        if launcher is not None:
+            if todo:
+                run_submitit(todo, launcher, Path(self.root) / "submitit")
+            return self._summaries(planned)
         if jobs > 1 and len(todo) > 1:
             run_parallel(todo, jobs, Path(self.root) / "logs")
         for name, seed, cfg in todo if jobs <= 1 or len(todo) <= 1 else ():
@@ -204,6 +210,74 @@ def run_parallel(todo: list[tuple[str, int, TrainConfig]], jobs: int, log_dir: P
                 reason = f"exit {proc.returncode}: {last}"
                 log.error("sweep: failed %s seed %d (%s); the others go on", name, seed, reason)
                 failed.append((name, seed, reason))
+    if failed:
+        raise SweepError(failed, len(todo))
+
+
+@dataclass
+class Launcher:
+    """Where submitit sends a sweep's runs: ``cluster`` "slurm" (or "local": submitit's local executor, for
+    laptops and tests), and the resources of each run."""
+
+    cluster: str = "slurm"
+    partition: str = ""
+    gpus_per_run: int = 1
+    cpus_per_run: int = 8
+    timeout_min: int = 24 * 60
+    max_parallel: int = 0  # 0: no limit (SLURM's array parallelism)
+
+
+class TrainJob:
+    """One run as a submitit job: ``train(cfg, resume=True)``; on preemption or time-out submitit calls
+    :meth:`checkpoint`, which requeues the same job, and ``--resume`` continues after the last epoch."""
+
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+
+    def __call__(self) -> str:
+        return str(train(self.cfg, resume=True, progress=False))
+
+    def checkpoint(self, *args, **kwargs):
+        from submitit.helpers import DelayedSubmission
+
+        return DelayedSubmission(TrainJob(self.cfg))
+
+
+def submitit_executor(launcher: Launcher, folder: Path):
+    """A submitit executor for ``launcher`` writing its logs under ``folder``."""
+    from ..optional import require
+
+    submitit = require("submitit", "cluster", "msvssm sweep --launcher")
+    executor = submitit.AutoExecutor(folder=str(folder), cluster=launcher.cluster)
+    params: dict[str, Any] = {"timeout_min": launcher.timeout_min, "cpus_per_task": launcher.cpus_per_run,
+                              "gpus_per_node": launcher.gpus_per_run if launcher.cluster != "local" else 0,
+                              "tasks_per_node": 1, "nodes": 1}
+    if launcher.cluster == "slurm":
+        params["slurm_partition"] = launcher.partition or None
+        if launcher.max_parallel:
+            params["slurm_array_parallelism"] = launcher.max_parallel
+    executor.update_parameters(**{k: v for k, v in params.items() if v is not None})
+    return executor
+
+
+def run_submitit(todo: list[tuple[str, int, TrainConfig]], launcher: Launcher, folder: Path) -> None:
+    """Submit every run of ``todo`` as a job, log each as it is submitted, finishes or fails; wait for all;
+    :class:`SweepError` at the end if any failed."""
+    executor = submitit_executor(launcher, folder)
+    jobs = []
+    for name, seed, cfg in todo:
+        job = executor.submit(TrainJob(cfg))
+        log.info("sweep: submitted %s seed %d as job %s (%s) -> %s", name, seed, job.job_id, launcher.cluster, cfg.out)
+        jobs.append((name, seed, cfg, job))
+    failed = []
+    for name, seed, cfg, job in jobs:
+        try:
+            job.result()
+            log.info("sweep: done %s seed %d (job %s)", name, seed, job.job_id)
+        except Exception as err:  # noqa: BLE001 - one failed job must not hide the others
+            reason = " ".join(str(err).split())[-300:]
+            log.error("sweep: failed %s seed %d (job %s): %s", name, seed, job.job_id, reason)
+            failed.append((name, seed, reason))
     if failed:
         raise SweepError(failed, len(todo))
 
