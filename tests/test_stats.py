@@ -1,0 +1,84 @@
+"""msvssm.stats against scipy, textbook values and the cases that make paired tests matter."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from msvssm import stats
+
+
+def test_paired_seed_test_is_scipys_ttest_rel_and_its_interval():
+    from scipy.stats import ttest_rel
+
+    a = np.array([0.850, 0.871, 0.902])
+    b = np.array([0.879, 0.895, 0.928])
+    test = stats.paired_seed_test(b - a)
+    ref = ttest_rel(b, a)
+    assert test.t == pytest.approx(ref.statistic) and test.p_t == pytest.approx(ref.pvalue)
+    assert test.ci_low < test.mean_diff < test.ci_high and test.ci_low > 0
+    assert test.positive == 3 and test.p_sign == pytest.approx(0.25)  # 3 of 3 positive: 2 x 1/8
+    assert test.verdict() == "better in the paired test"
+
+
+def test_pairing_sees_a_step_the_separate_spreads_hide():
+    """Rows that move together over seeds: the unpaired rule (gain > std_a + std_b) says nothing, the paired test sees it."""
+    a = np.array([0.80, 0.85, 0.90, 0.83, 0.88])
+    b = a + np.array([0.012, 0.010, 0.014, 0.011, 0.013])
+    assert b.mean() - a.mean() < a.std(ddof=1) + b.std(ddof=1)
+    assert stats.paired_seed_test(b - a).p_t < 0.001
+
+
+def test_paired_differences_from_a_per_run_table():
+    per_run = pd.DataFrame({"name": ["A", "A", "B", "B", "B"], "seed": [0, 1, 0, 1, 2],
+                            "accuracy": [0.5, 0.6, 0.55, 0.62, 0.7]})
+    table = stats.paired_differences(per_run, "A", "B")
+    assert list(table.index) == [0, 1] and np.allclose(table["diff"], [0.05, 0.02])
+    with pytest.raises(ValueError, match="not in the table"):
+        stats.paired_differences(per_run, "A", "C")
+    assert stats.paired_seed_test([0.01]).verdict() == "one seed: no test"
+
+
+def test_mcnemar_counts_only_the_discordant_images():
+    a = np.array([1] * 50 + [1] * 2 + [0] * 10 + [0] * 38, dtype=bool)
+    b = np.array([1] * 50 + [0] * 2 + [1] * 10 + [0] * 38, dtype=bool)
+    result = stats.mcnemar(a, b)
+    assert (result["only_a_right"], result["only_b_right"]) == (2, 10)
+    from scipy.stats import binomtest
+
+    assert result["p"] == pytest.approx(binomtest(10, 12, 0.5).pvalue)
+    assert stats.mcnemar(a, a)["p"] == 1.0
+
+
+def test_paired_bootstrap_over_images():
+    rng = np.random.default_rng(0)
+    a = rng.random(400) < 0.7
+    b = a.copy()
+    b[np.flatnonzero(~a)[:40]] = True  # b fixes 40 of a's errors and breaks nothing
+    diff, low, high = stats.paired_bootstrap_images(a, b)
+    assert diff == pytest.approx(0.1) and 0 < low < diff < high
+
+
+def test_cluster_bootstrap_is_wider_than_treating_crops_as_independent():
+    """Three people with very different accuracies: resampling people gives a much wider interval."""
+    correct = np.array([1] * 90 + [0] * 10 + [1] * 50 + [0] * 50 + [1] * 10 + [0] * 90, dtype=bool)
+    groups = ["p1"] * 100 + ["p2"] * 100 + ["p3"] * 100
+    acc, low, high = stats.cluster_bootstrap(correct, groups)
+    _, ilow, ihigh = stats.paired_bootstrap_images(np.zeros(300, bool), correct)
+    assert acc == pytest.approx(0.5) and (high - low) > 3 * (ihigh - ilow)
+    with pytest.raises(ValueError, match="two groups"):
+        stats.cluster_bootstrap(correct[:100], groups[:100])
+
+
+def test_seeds_needed_matches_textbook_power_tables():
+    """Paired t, two-sided 5 %, power 80 %: d = 1 needs 10 pairs, d = 0.5 needs 34 (Cohen; G*Power);
+    unpaired, d = 0.5 needs 64 per group."""
+    assert stats.seeds_needed(1.0, 1.0) == 10
+    assert stats.seeds_needed(0.5, 1.0) == 34
+    assert stats.seeds_needed(0.5, 1.0, paired=False) == 64
+    assert stats.seeds_needed(0.019, 0.005) < stats.seeds_needed(0.019, 0.024, paired=False)
+
+
+def test_bootstrap_ci_of_seeds():
+    low, high = stats.bootstrap_ci([0.86, 0.88, 0.90, 0.87, 0.89])
+    assert 0.86 <= low < 0.88 < high <= 0.90
