@@ -34,7 +34,8 @@ import torch
 
 from msvssm.flops import count_flops
 from msvssm.models import build_model
-from msvssm.costs import inference_form, synchronize
+from msvssm.costs import inference_form
+from msvssm.utils import synchronize
 from msvssm.ops.registry import resolve_backend
 
 CPU_MODELS = ("vssm_nano", "msvssm_nano", "repvit_nano", "dilateformer_nano")

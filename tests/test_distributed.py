@@ -34,21 +34,25 @@ def fixed_split(data: Path, n_train: int) -> None:
     frame[["path", "participant", "trial", "label", "split"]].to_csv(data / "splits" / "frame_seed0.csv", index=False)
 
 
+def train_with_torchrun(cfg, cfg_path: Path, processes: int) -> dict:
+    """``torchrun --nproc_per_node=processes msvssm train`` on ``cfg`` (written to ``cfg_path``); its record.json."""
+    cfg_path.write_text(json.dumps(cfg.to_dict()))
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", "-m",
+         "msvssm.cli", "train", "--config", str(cfg_path), "--data", cfg.data, "--out", cfg.out, "--no-progress"],
+        env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads((Path(cfg.out) / "record.json").read_text())
+
+
 def test_two_processes_train_the_same_weights_as_one(tmp_path):
     data = make_image_folder(tmp_path / "data", participants=4, per_class=6)  # 96 images
     fixed_split(data, n_train=64)
     single = train(tiny_config(data, tmp_path / "one", batch_size=16, epochs=2, threads=1), progress=False)
 
     cfg = tiny_config(data, tmp_path / "two", batch_size=16, epochs=2, threads=1)  # the global batch: 8 per process
-    cfg_path = tmp_path / "two.json"
-    cfg_path.write_text(json.dumps(cfg.to_dict()))
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "msvssm.cli",
-         "train", "--config", str(cfg_path), "--data", cfg.data, "--out", cfg.out, "--no-progress"],
-        env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    record = json.loads((Path(cfg.out) / "record.json").read_text())
+    record = train_with_torchrun(cfg, tmp_path / "two.json", processes=2)
     assert record["world_size"] == 2 and record["batch_per_process"] == 8
 
     a = load_checkpoint(single / "last.pt")["model"]

@@ -13,8 +13,6 @@ compares the GPU path with the CPU reference the rest of the suite trusts:
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -129,14 +127,8 @@ def test_the_gpu_profile_dry_run_on_the_gpu(folder, capsys):
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 GPUs")
 def test_ddp_over_nccl_with_two_processes(folder, tmp_path):
+    from test_distributed import train_with_torchrun
+
     cfg = tiny_config(folder, tmp_path / "two", device="cuda", batch_size=16, epochs=2)
-    cfg_path = tmp_path / "two.json"
-    cfg_path.write_text(json.dumps(cfg.to_dict()))
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "msvssm.cli",
-         "train", "--config", str(cfg_path), "--data", cfg.data, "--out", cfg.out, "--no-progress"],
-        env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    record = json.loads((Path(cfg.out) / "record.json").read_text())
+    record = train_with_torchrun(cfg, tmp_path / "two.json", processes=2)
     assert record["world_size"] == 2 and record["batch_per_process"] == 8

@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from .flops import count_flops
+from .utils import synchronize
 
 
 def inference_form(name: str, model: nn.Module) -> nn.Module:
@@ -53,9 +54,3 @@ def model_costs(models: Mapping[str, nn.Module], image_size: int, batch: int = 8
     for name in models:
         rows[name]["infer_img_s"] = batch / statistics.median(times[name])
     return pd.DataFrame.from_dict(rows, orient="index")
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for the device's queued work (a no-op on the CPU)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

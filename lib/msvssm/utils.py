@@ -119,3 +119,11 @@ def git_commit(short: bool = False) -> str:
         return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "") if out.returncode == 0 else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def synchronize(device) -> None:
+    """Wait for the device's queued work before reading a clock (a no-op on the CPU: CUDA runs asynchronously)."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)

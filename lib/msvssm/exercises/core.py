@@ -12,6 +12,7 @@ reject; ``tests/test_exercises.py`` runs every registered check with the solutio
 """
 from __future__ import annotations
 
+import functools
 import sys
 import traceback
 from dataclasses import dataclass
@@ -82,8 +83,22 @@ def _call(fn: Callable, *args, **kwargs):
     return value, None
 
 
-def _module_files(modules: Sequence[str]) -> dict[str, str]:
-    """{source file: module name} of library modules (imported to find them)."""
+def _known_mistake(got, known, args, rtol: float, atol: float) -> str:
+    """The hint of the first ``(wrong_fn, hint)`` of ``known`` whose answer on ``args`` matches ``got``, else ""."""
+    for wrong, hint in known:
+        try:
+            with torch.no_grad():
+                if torch.allclose(torch.as_tensor(got).double(), torch.as_tensor(wrong(*args)).double(),
+                                  rtol=rtol, atol=atol):
+                    return hint
+        except RuntimeError:
+            pass  # that mistake cannot run on these shapes
+    return ""
+
+
+@functools.lru_cache(maxsize=None)
+def _module_files(modules: tuple[str, ...]) -> dict[str, str]:
+    """{source file: module name} of library modules (imported to find them; computed once per tuple)."""
     import importlib
 
     files = {}
@@ -101,7 +116,7 @@ def _call_own(fn: Callable, forbid: Sequence[str], *args, **kwargs):
     profile hook watches the student's call, and any Python function of those modules it enters turns
     the answer into "write it yourself". The check's own calls to the library happen outside the hook.
     """
-    files = _module_files(forbid)
+    files = _module_files(tuple(forbid))
     entered: list[str] = []
 
     def hook(frame, event, arg):

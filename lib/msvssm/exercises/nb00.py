@@ -4,20 +4,17 @@ Registered with :func:`msvssm.exercises.core.exercise`, with the plausible wrong
 reject (tests/test_exercises.py runs the solution, the stubs and every wrong answer through it)."""
 from __future__ import annotations
 
-import math  # noqa: F401
+import math
 from typing import Callable
 
-import numpy as np  # noqa: F401
-import torch  # noqa: F401
+import numpy as np
 
-from ..optional import require  # noqa: F401
-from .core import Result, _call, _close, exercise  # noqa: F401
+from .core import Result, _call, exercise
 
 
 def _stage_fractions(model) -> list[float]:
     counts = [sum(p.numel() for p in stage.parameters()) for stage in model.stages]
     return [c / sum(counts) for c in counts]
-
 
 
 def true_stage_sizes(image_size: int) -> list[int]:

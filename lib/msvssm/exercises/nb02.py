@@ -12,8 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .core import (BLOCK_MODULES, CROSS_SCAN_MODULES, SCAN_MODULES, SS2D_MODULES, Result, _call,  # noqa: F401
-                   _call_own, _close, exercise)
+from .core import SCAN_MODULES, Result, _call, _call_own, _close, exercise
 
 # ---------------------------------------------------------------------------------------------------
 # 02.1 the exact zero-order-hold B̄

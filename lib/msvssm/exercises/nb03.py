@@ -12,12 +12,10 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-import numpy as np  # noqa: F401
 import torch
 import torch.nn.functional as F
 
-from .core import (BLOCK_MODULES, CROSS_SCAN_MODULES, SCAN_MODULES, SS2D_MODULES, Result, _call,  # noqa: F401
-                   _call_own, _close, exercise)
+from .core import CROSS_SCAN_MODULES, SS2D_MODULES, Result, _call_own, _close, exercise
 
 PATH_NAMES = ("k=0 row-major", "k=1 column-major", "k=2 row-major reversed", "k=3 column-major reversed")
 GRIDS = ((4, 5), (3, 3), (2, 6))  # (height, width): non-square grids catch reshape/transpose mix-ups

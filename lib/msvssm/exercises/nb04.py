@@ -4,15 +4,11 @@ Registered with :func:`msvssm.exercises.core.exercise`, with the plausible wrong
 reject (tests/test_exercises.py runs the solution, the stubs and every wrong answer through it)."""
 from __future__ import annotations
 
-import math  # noqa: F401
 from typing import Callable
 
-import numpy as np  # noqa: F401
-import torch  # noqa: F401
+import torch
 
-from ..optional import require  # noqa: F401
-from .core import (BLOCK_MODULES, CROSS_SCAN_MODULES, SCAN_MODULES, SS2D_MODULES, Result, _call,  # noqa: F401
-                   _call_own, _close, exercise)
+from .core import SS2D_MODULES, Result, _call_own, _close, _known_mistake, exercise
 
 
 # ---- SE per path: y (b, K, d, l) -> each path gated by its own SE --------------------------------------------
@@ -104,14 +100,8 @@ def check_path_se(fn: Callable) -> Result:
                            "path gated by its own SE (the merge comes after SE-SS2D)")
         ok, msg = _close(got, want, rtol=1e-6, atol=1e-9)
         if not ok:
-            for wrong, hint in known:
-                with torch.no_grad():
-                    try:
-                        if torch.allclose(got, wrong(*args), rtol=1e-6, atol=1e-9):
-                            return False, f"{msg}: {hint}"
-                    except RuntimeError:
-                        pass  # that mistake cannot run on these shapes
-            return False, msg
+            hint = _known_mistake(got, known, args, rtol=1e-6, atol=1e-9)
+            return False, f"{msg}: {hint}" if hint else msg
     return True, "squeeze over l, excite (two FCs, ratio r, sigmoid), rescale: per path, as PathSqueezeExcite"
 
 

@@ -8,16 +8,13 @@ Names: ``dim`` is the channel count d of the map (the paper's C), ``mid`` the wi
 from __future__ import annotations
 
 import copy
-import math  # noqa: F401
 from typing import Callable
 
-import numpy as np  # noqa: F401
-import torch  # noqa: F401
+import numpy as np
+import torch
 import torch.nn.functional as F
 
-from ..optional import require  # noqa: F401
-from .core import (BLOCK_MODULES, CROSS_SCAN_MODULES, SCAN_MODULES, SS2D_MODULES, Result, _call,  # noqa: F401
-                   _call_own, _close, exercise)
+from .core import BLOCK_MODULES, Result, _call, _call_own, _close, exercise
 
 
 def _dspp_param_count(dim: int, ratio: float) -> int:

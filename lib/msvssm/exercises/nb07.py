@@ -4,14 +4,13 @@ Registered with :func:`msvssm.exercises.core.exercise`, with the plausible wrong
 reject (tests/test_exercises.py runs the solution, the stubs and every wrong answer through it)."""
 from __future__ import annotations
 
-import math  # noqa: F401
+import math
 from typing import Callable
 
-import numpy as np  # noqa: F401
-import torch  # noqa: F401
+import numpy as np
+import torch
 
-from ..optional import require  # noqa: F401
-from .core import Result, _call, _close, exercise  # noqa: F401
+from .core import Result, _call, _close, exercise
 
 
 def _loop_without_step(model, images, labels, steps):
@@ -22,7 +21,6 @@ def _loop_without_step(model, images, labels, steps):
         loss.backward()
         losses.append(loss.item())
     return losses
-
 
 
 @exercise("07", "overfit_one_batch", wrong=(

@@ -4,14 +4,11 @@ Registered with :func:`msvssm.exercises.core.exercise`, with the plausible wrong
 reject (tests/test_exercises.py runs the solution, the stubs and every wrong answer through it)."""
 from __future__ import annotations
 
-import math  # noqa: F401
 from typing import Callable
 
-import numpy as np  # noqa: F401
-import torch  # noqa: F401
+import numpy as np
 
-from ..optional import require  # noqa: F401
-from .core import Result, _call, _close, exercise  # noqa: F401
+from .core import Result, _call, _close, exercise
 
 
 def _extra_params(flag: str) -> int:
@@ -22,7 +19,6 @@ def _extra_params(flag: str) -> int:
 
     off = dict(path_se=False, layer_scale=False, dspp=False)
     return count(**{**off, flag: True}) - count(**off)
-
 
 
 @exercise("08", "mean_and_std", wrong=(

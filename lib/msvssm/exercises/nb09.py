@@ -4,21 +4,18 @@ Registered with :func:`msvssm.exercises.core.exercise`, with the plausible wrong
 reject (tests/test_exercises.py runs the solution, the stubs and every wrong answer through it)."""
 from __future__ import annotations
 
-import math  # noqa: F401
 from typing import Callable
 
-import numpy as np  # noqa: F401
-import torch  # noqa: F401
+import torch
 
-from ..optional import require  # noqa: F401
-from .core import Result, _call, _close, exercise  # noqa: F401
+from ..optional import require
+from .core import Result, _call, _close, exercise
 
 
 def _fold_bn_forgets_eps(w, b, bn):
     scale = bn.weight.detach() / torch.sqrt(bn.running_var)
     bias = b if b is not None else torch.zeros_like(bn.running_mean)
     return w * scale[:, None, None, None], bn.bias.detach() + (bias - bn.running_mean) * scale
-
 
 
 @exercise("09", "fold_bn", wrong=(

@@ -4,21 +4,18 @@ Registered with :func:`msvssm.exercises.core.exercise`, with the plausible wrong
 reject (tests/test_exercises.py runs the solution, the stubs and every wrong answer through it)."""
 from __future__ import annotations
 
-import math  # noqa: F401
+import math
 from typing import Callable
 
-import numpy as np  # noqa: F401
-import torch  # noqa: F401
 
-from ..optional import require  # noqa: F401
-from .core import Result, _call, _close, exercise  # noqa: F401
+from ..optional import require
+from .core import Result, _call, _close, exercise
 
 
 def _wald_interval(k, n, z=1.96):
     p = k / n
     half = z * math.sqrt(p * (1 - p) / n)
     return p - half, p + half
-
 
 
 @exercise("10", "per_participant_accuracy", wrong=(

@@ -4,14 +4,11 @@ Registered with :func:`msvssm.exercises.core.exercise`, with the plausible wrong
 reject (tests/test_exercises.py runs the solution, the stubs and every wrong answer through it)."""
 from __future__ import annotations
 
-import math  # noqa: F401
 from typing import Callable
 
-import numpy as np  # noqa: F401
-import torch  # noqa: F401
+import numpy as np
 
-from ..optional import require  # noqa: F401
-from .core import Result, _call, _close, exercise  # noqa: F401
+from .core import Result, _call, exercise
 
 
 def _true_centre_square_side(erf, share):
@@ -23,7 +20,6 @@ def _true_centre_square_side(erf, share):
 def _mean_of_rates(p, e, k):
     weakest = e.nsmallest(k, "expressivity")["participant"]
     return (1 - p[p["participant"].isin(weakest)].groupby("participant")["correct"].mean()).mean()
-
 
 
 @exercise("11", "rf_centre", wrong=(

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from ..ops.threads import cpu_threads
-from ..utils import get_logger
+from ..utils import get_logger, synchronize
 from .config import TrainConfig
 from .distributed import init_distributed
 from .loop import predict, train_one_epoch
@@ -62,21 +62,21 @@ def dry_run(cfg: TrainConfig, *, steps: int = 2) -> dict[str, Any]:
             cfg = cfg.replace(out=str(Path(tmp) / "run"))
             limit = {"train": steps * cfg.batch_size, "val": per_process * 2 * dist.world_size, "test": 1}
             run = setup_run(cfg, dist, device, resume=False, limit=limit)
-            full_train = _training_images(cfg, dist)
+            full_train = run.data.side_sizes["train"]  # the whole side, not the few images decoded
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
             autocast = autocast_factory(device, run.amp_dtype)
             run.train_batches.set_epoch(0)
             times, batches = [], iter(run.train_batches)
             for _ in range(steps):
-                _sync(device)
+                synchronize(device)
                 t0 = time.perf_counter()  # the batch's transfer and augmentation count, as in training
                 batch = next(batches)
                 stats, run.step = train_one_epoch(
                     run.train_model, [batch], run.optimizer, run.loss_fn, epoch=0, step=run.step,
                     scheduler=run.scheduler, clip_grad=cfg.clip_grad, ema=run.ema, mix=run.mix, autocast=autocast,
                     scaler=run.scaler)
-                _sync(device)
+                synchronize(device)
                 times.append(time.perf_counter() - t0)
             logits, labels = predict(run.eval_model, itertools.islice(run.val_batches, 1), autocast)
             if logits.shape != (len(labels), len(run.data.class_names)) or not torch.isfinite(logits).all():
@@ -103,18 +103,6 @@ def dry_run(cfg: TrainConfig, *, steps: int = 2) -> dict[str, Any]:
         return report
     finally:
         dist.close()
-
-
-def _training_images(cfg: TrainConfig, dist) -> int:
-    from ..data import FaceImageDataset
-    from .run import split_file_for
-
-    return len(FaceImageDataset(cfg.data, split_file_for(cfg, dist), "train"))
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _checkpoint_round_trip(run, stats, save_epoch, restore_last_checkpoint) -> bool:

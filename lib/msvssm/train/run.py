@@ -127,6 +127,7 @@ class RunData:
     class_names: list[str]
     split_file: Path
     data_dir: Path
+    side_sizes: dict[str, int] = dataclass_field(default_factory=dict)  # images per side in the split file
 
 
 def split_file_for(cfg: TrainConfig, dist: DistContext | None = None) -> Path:
@@ -180,7 +181,8 @@ def decode_run_data(cfg: TrainConfig, sides, classes, split_file, limit: dict[st
             decoded[side] = decoded[side].repeated(n)
     log.info("decoded %s images of %dx%d into memory in %.1f s",
              {s: len(v) for s, v in decoded.items()}, cfg.image_size, cfg.image_size, time.perf_counter() - t0)
-    return RunData(decoded["train"], decoded["val"], decoded["test"], classes, split_file, Path(cfg.data))
+    return RunData(decoded["train"], decoded["val"], decoded["test"], classes, split_file, Path(cfg.data),
+                   {side: len(ds) for side, ds in sides.items()})
 
 
 def load_run_data(cfg: TrainConfig, dist: DistContext | None = None) -> RunData:
