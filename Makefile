@@ -47,8 +47,11 @@ test-notebooks: $(STAMP)
 ##                                            the [gpu] extra: mamba-ssm compiles against its torch, README GPU)
 ##   make reproduce PROFILE=gpu DRY_RUN=1     checks the environment, trains the paper-scale config 2 steps
 ##   make reproduce PROFILE=gpu DRY_RUN=1 DEVICE=cpu   the same code path on a CPU (in .venv)
+##   make reproduce JOBS=1                    training runs at once before the notebooks (default: the profile's:
+##                                            cpu 2 of one thread each, gpu one per GPU; msvssm.train.plan)
 DRY_RUN  ?=
 DEVICE   ?=
+JOBS     ?=
 GPU_VENV ?= .venv-gpu
 GPU_PYTHON ?= $(GPU_VENV)/bin/python
 MAX_JOBS ?= 4
@@ -62,7 +65,7 @@ endif
 endif
 
 reproduce: $(REPRO_ENV)
-	$(REPRO_PY) -m msvssm.reproduce --profile $(PROFILE) --data $(DATA) --out $(BUILD)/notebooks --results $(BUILD)/results.md $(if $(DEAP_ROOT),--deap-root $(DEAP_ROOT)) $(if $(DRY_RUN),--dry-run) $(if $(DEVICE),--device $(DEVICE)) $(NOTEBOOKS)
+	$(REPRO_PY) -m msvssm.reproduce --profile $(PROFILE) --data $(DATA) --out $(BUILD)/notebooks --results $(BUILD)/results.md $(if $(DEAP_ROOT),--deap-root $(DEAP_ROOT)) $(if $(DRY_RUN),--dry-run) $(if $(DEVICE),--device $(DEVICE)) $(if $(JOBS),--jobs $(JOBS)) $(NOTEBOOKS)
 
 ## The GPU environment: a venv with the pinned requirements and the [gpu] extra (mamba-ssm, compiled
 ## against this torch with nvcc of the same CUDA major; MAX_JOBS bounds the compiler's memory).

@@ -66,6 +66,14 @@ def test_a_second_reproduction_trains_nothing_and_collects_every_result(smoke_di
     runs = Path(smoke_dirs["data_dir"]) / "runs"
     before = {p: p.stat().st_mtime_ns for p in runs.glob("*/metrics.json")}
     assert before, "the smoke notebooks trained no run"
+    # the plan that make reproduce trains first is exactly the set of runs the notebooks read (no second list)
+    from msvssm.data.prepare import faces_root
+    from msvssm.profiles import get_profile
+    from msvssm.train.plan import course_plan
+
+    faces = faces_root(smoke_dirs["data_dir"], get_profile("smoke"))
+    planned = {Path(cfg.out).name for _, _, cfg, _ in course_plan("smoke", faces, runs).runs()}
+    assert planned == {p.parent.name for p in before}, "the plan and the notebooks' runs differ"
     out = tmp_path / "results.md"
     code = reproduce_main(["--profile", "smoke", "--data", smoke_dirs["data_dir"], "--figures", str(tmp_path / "figures"),
                            "--out", str(tmp_path / "executed"), "--results", str(out),

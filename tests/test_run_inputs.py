@@ -56,7 +56,12 @@ def test_the_key_changes_when_only_crops_change(data, tmp_path):
 def test_the_key_follows_the_split_file_and_the_code(data, tmp_path, monkeypatch):
     cfg = tiny_config(data, tmp_path / "o", epochs=1)
     key = run_key(cfg)
-    assert run_key(cfg.replace(out=str(tmp_path / "other"), threads=1, workers=0)) == key  # speed knobs do not count
+    assert run_key(cfg.replace(out=str(tmp_path / "other"), workers=0)) == key  # where it writes, decoders: no
+    import torch
+
+    same = torch.get_num_threads()
+    assert run_key(cfg.replace(threads=same)) == key  # 0 means torch's default: the same count, the same key
+    assert run_key(cfg.replace(threads=same + 1)) != key  # another thread count sums in another order
     assert run_key(cfg.replace(lr=cfg.lr * 2)) != key
     monkeypatch.setattr(run_inputs_module, "code_fingerprint", lambda: {**code_fingerprint(), "ops": "edited"})
     assert run_key(cfg) != key
@@ -181,13 +186,15 @@ def test_the_label_order_and_the_device_are_inputs(data, tmp_path):
     cfg = tiny_config(data, tmp_path / "o")
     key = run_key(cfg)
     inputs = run_inputs(cfg, split_file_for(cfg))
-    assert inputs["runtime"] == {"device": "cpu", "amp": "float32"}
+    import torch
+
+    assert inputs["runtime"] == {"device": "cpu", "amp": "float32", "cpu_threads": torch.get_num_threads()}
     classes = json.loads((data / "classes.json").read_text()) if (data / "classes.json").exists() else None
     (data / "classes.json").write_text(json.dumps(list(reversed(classes or ["HVHA", "HVLA", "LVHA", "LVLA"]))))
     assert run_key(cfg) != key
     cuda = json.loads(json.dumps(inputs))
     cuda["runtime"] = {"device": "cuda", "amp": "torch.bfloat16"}
-    assert "the device or precision changed" in "; ".join(changed_inputs(cuda, inputs))
+    assert "the device, precision or CPU thread count changed" in "; ".join(changed_inputs(cuda, inputs))
 
 
 def test_a_process_whose_library_changed_on_disk_refuses_to_key_runs(tmp_path):

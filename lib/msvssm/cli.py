@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, str] = {
     "train": "msvssm.train.commands:add_train",
     "evaluate": "msvssm.train.commands:add_evaluate",
     "sweep": "msvssm.train.commands:add_sweep",
+    "plan": "msvssm.train.commands:add_plan",
     "predict": "msvssm.predict:add_cli",
     "grade": "msvssm.grade:add_cli",
 }

@@ -20,15 +20,20 @@ class Profile:
     epochs: int
     bench_batch: int  # batch for quick speed checks inside notebooks
     device: str  # where notebooks score whole splits and time models (training follows the TrainConfig's)
+    jobs: int  # runs make reproduce trains at once (msvssm.train.plan); 0: one per GPU torch sees
+    threads: int  # CPU threads of each training run (0: torch's default); on a CPU an input of the run's key
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 PROFILES: dict[str, Profile] = {
-    "smoke": Profile("smoke", "tiny", 32, 64, "nano", 8, 1, 2, "cpu"),
-    "cpu": Profile("cpu", "default", 64, 128, "nano", 32, 15, 8, "cpu"),  # 15 epochs: docs/training_study.md
-    "gpu": Profile("gpu", "deap", 224, 224, "tiny", 64, 300, 64, "cuda"),
+    "smoke": Profile("smoke", "tiny", 32, 64, "nano", 8, 1, 2, "cpu", jobs=1, threads=0),
+    # 15 epochs: docs/training_study.md. Two runs of one thread at once: 1.16x the speed of one run of two
+    # threads on 2 cores (benchmarks/bench_sweep.py), and one thread per run makes a run's numbers the same on
+    # any machine and beside any number of other runs.
+    "cpu": Profile("cpu", "default", 64, 128, "nano", 32, 15, 8, "cpu", jobs=2, threads=1),
+    "gpu": Profile("gpu", "deap", 224, 224, "tiny", 64, 300, 64, "cuda", jobs=0, threads=0),
 }
 
 

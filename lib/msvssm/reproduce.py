@@ -3,8 +3,9 @@
     python -m msvssm.reproduce --profile cpu [--data data] [--out build/notebooks] [notebooks ...]
     python -m msvssm.reproduce --profile gpu --dry-run [--device cpu]   # check before a week of GPU time
 
-Prepares the dataset of the profile first (resumable), then executes every
-notebook in order with the parameters ``profile``, ``data_dir``, ``figures_dir``,
+Prepares the dataset of the profile first (resumable), trains every run of the course's
+plan (:mod:`msvssm.train.plan`: the runs notebooks 03-11 read; the profile's ``jobs`` at once,
+or ``--jobs``), then executes every notebook in order with the parameters ``profile``, ``data_dir``, ``figures_dir``,
 ``results_dir`` and ``deap_root``. Executed copies go to ``--out`` (written
 atomically, so a killed run never leaves a half-written notebook); figures go to
 ``figures/``; the numbers each notebook records (:mod:`msvssm.results`) are joined
@@ -24,6 +25,7 @@ from .utils import atomic_path, get_logger, git_commit, setup_logging
 
 log = get_logger("reproduce")
 REPO = Path(__file__).resolve().parents[2]
+PLAN_READERS = {"03", "04", "05", "07", "08", "09", "10", "11"}  # notebooks that read the plan's runs
 
 
 def run_notebook(source: Path, out_dir: Path, parameters: dict, cwd: Path | None = None) -> Path:
@@ -55,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deap-root", type=Path, default=None, help="the real DEAP instead of synthetic data")
     parser.add_argument("--results", type=Path, default=REPO / "build" / "results.md",
                         help="every recorded number, joined (fragments in a folder beside it)")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="training runs at once before the notebooks (default: the profile's: smoke 1, cpu 2, "
+                             "gpu one per GPU); 0: train none first (the notebooks train what they need)")
     parser.add_argument("--dry-run", action="store_true",
                         help="check the environment and dry-run the profile's training configuration "
                              "(msvssm.train.dry_run) instead of running the notebooks")
@@ -82,7 +87,11 @@ def main(argv: list[str] | None = None) -> int:
         log.error("no notebooks found")
         return 1
     log.info("profile %s: preparing data in %s", profile.name, args.data)
-    prepare_faces(args.data, profile, deap_root=args.deap_root)
+    faces = prepare_faces(args.data, profile, deap_root=args.deap_root)
+    if args.jobs != 0 and any(nb.name[:2] in PLAN_READERS for nb in notebooks):
+        failed = train_plan(profile.name, faces, Path(args.data) / "runs", args.jobs)
+        if failed:
+            return 1
     results_dir = args.results.with_suffix("")  # build/results/: one fragment per recorded result
     params = dict(
         profile=profile.name,
@@ -113,6 +122,23 @@ def main(argv: list[str] | None = None) -> int:
                           notebooks=[nb.stem for nb in notebooks])
     log.info("all %d notebooks ran in %.1f min; results in %s", len(notebooks), (time.perf_counter() - t_all) / 60, out)
     log.info("figures in %s", args.figures)
+    return 0
+
+
+def train_plan(profile: str, faces: Path, runs_root: Path, jobs: int | None) -> int:
+    """Train the course plan's missing runs, ``jobs`` at once (None: the profile's); returns how many failed."""
+    from .train.plan import course_plan, default_jobs
+    from .train.sweep import SweepError
+
+    jobs = default_jobs(profile) if jobs is None else jobs
+    t0 = time.perf_counter()
+    try:
+        course_plan(profile, faces, runs_root).train(jobs=jobs)
+    except SweepError as err:
+        log.error("training the plan: %s", err)
+        log.error("each failed run's log is in %s; the notebooks did not run", runs_root / "logs")
+        return len(err.failed)
+    log.info("the plan's runs are trained (%.1f min)", (time.perf_counter() - t0) / 60)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""``msvssm train``, ``msvssm evaluate`` and ``msvssm sweep``: thin wrappers over the Python API."""
+"""``msvssm train``, ``evaluate``, ``sweep`` and ``plan``: thin wrappers over the Python API."""
 from __future__ import annotations
 
 import argparse
@@ -86,19 +86,11 @@ def add_sweep(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=1,
                         help="runs trained at once, each in its own process (cores split between them, one GPU "
                              "each); a failed run does not stop the others; exit status: the number that failed")
-
-    parser.add_argument("--launcher", choices=("process", "local", "slurm"), default="process",
-                        help="process: --jobs processes here; slurm: one submitit job per run on a SLURM cluster; "
-                             "local: submitit's local executor (the cluster extra: pip install 'msvssm[cluster]')")
-    parser.add_argument("--partition", default="", help="SLURM partition (--launcher slurm)")
-    parser.add_argument("--gpus-per-run", type=int, default=1, help="GPUs of each SLURM job")
-    parser.add_argument("--cpus-per-run", type=int, default=8, help="CPU cores of each submitit job")
-    parser.add_argument("--time-limit", type=int, default=24 * 60,
-                        help="minutes per job; a run that hits it is requeued and resumes after its last epoch")
+    _add_launcher_arguments(parser)
 
     def run(args: argparse.Namespace) -> int:
         from .config import TrainConfig
-        from .sweep import Launcher, Sweep, format_mean_std
+        from .sweep import Sweep, format_mean_std
 
         base = TrainConfig.from_profile(args.profile).replace(data=args.data, split=args.split)
         base = base.with_overrides(args.assignments)
@@ -109,9 +101,7 @@ def add_sweep(parser: argparse.ArgumentParser) -> None:
 
         failed = 0
         try:
-            launcher = None if args.launcher == "process" else Launcher(
-                cluster=args.launcher, partition=args.partition, gpus_per_run=args.gpus_per_run,
-                cpus_per_run=args.cpus_per_run, timeout_min=args.time_limit, max_parallel=args.jobs)
+            launcher = None if args.launcher == "process" else _launcher(args, max_parallel=args.jobs)
             sweep.run(args.seeds, jobs=args.jobs, launcher=launcher)
         except SweepError as err:
             print(f"msvssm sweep: {err}", file=sys.stderr)
@@ -121,3 +111,65 @@ def add_sweep(parser: argparse.ArgumentParser) -> None:
         return min(failed, 100)
 
     parser.set_defaults(func=run)
+
+
+def add_plan(parser: argparse.ArgumentParser) -> None:
+    parser.description = ("The course's training runs for a profile (msvssm.train.plan): list them with their state, "
+                          "or train the missing ones here (--jobs) or on a cluster (--launcher slurm).")
+    parser.add_argument("--profile", default="cpu", choices=("smoke", "cpu", "gpu"))
+    parser.add_argument("--data", required=True, help="preprocessed faces folder (make reproduce prepares it)")
+    parser.add_argument("--root", help="folder of the runs (default: the data folder's parent's runs/, as the notebooks)")
+    parser.add_argument("--seeds", default="", help="comma-separated seeds (default: the profile's)")
+    parser.add_argument("--other-seeds", default="", help="seeds of the trial and subject splits (default: the profile's)")
+    parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
+                        help="change a field of every run's config (it changes the runs' keys)")
+    parser.add_argument("--train", action="store_true", help="train the missing runs (default: only list them)")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="runs at once (default: the profile's: smoke 1, cpu 2, gpu one per GPU); with "
+                             "--launcher slurm: at most this many jobs running (0: no limit)")
+    _add_launcher_arguments(parser)
+
+    def run(args: argparse.Namespace) -> int:
+        from .plan import course_plan, default_jobs
+        from .sweep import SweepError
+
+        data = Path(args.data)
+        root = Path(args.root) if args.root else data.parent / "runs"
+        plan = course_plan(args.profile, data, root, seeds=args.seeds, other_seeds=args.other_seeds)
+        plan.base = plan.base.with_overrides(args.assignments)
+        jobs = default_jobs(args.profile) if args.jobs is None else args.jobs
+        runs = plan.runs(jobs if args.launcher == "process" else 1)
+        done = sum((Path(cfg.out) / "metrics.json").exists() for _, _, cfg, _ in runs)
+        print(f"plan {args.profile}: {len(runs)} runs under {root} ({done} finished, {len(runs) - done} to train)")
+        for name, seed, cfg, _ in runs:
+            state = "done" if (Path(cfg.out) / "metrics.json").exists() else "to train"
+            print(f"  {state:8s}  {name:40s} seed {seed}  {cfg.model:18s} {cfg.split:7s} {Path(cfg.out).name}")
+        if not args.train:
+            return 0
+        launcher = None if args.launcher == "process" else _launcher(args, max_parallel=args.jobs or 0)
+        try:
+            plan.train(jobs=jobs, launcher=launcher, progress=False)
+        except SweepError as err:
+            print(f"msvssm plan: {err}", file=sys.stderr)
+            return min(len(err.failed), 100)
+        return 0
+
+    parser.set_defaults(func=run)
+
+
+def _add_launcher_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--launcher", choices=("process", "local", "slurm"), default="process",
+                        help="process: --jobs processes here; slurm: one submitit job per run on a SLURM cluster; "
+                             "local: submitit's local executor (the cluster extra: pip install 'msvssm[cluster]')")
+    parser.add_argument("--partition", default="", help="SLURM partition (--launcher slurm)")
+    parser.add_argument("--gpus-per-run", type=int, default=1, help="GPUs of each SLURM job")
+    parser.add_argument("--cpus-per-run", type=int, default=8, help="CPU cores of each submitit job")
+    parser.add_argument("--time-limit", type=int, default=24 * 60,
+                        help="minutes per job; a run that hits it is requeued and resumes after its last epoch")
+
+
+def _launcher(args: argparse.Namespace, max_parallel: int):
+    from .sweep import Launcher
+
+    return Launcher(cluster=args.launcher, partition=args.partition, gpus_per_run=args.gpus_per_run,
+                    cpus_per_run=args.cpus_per_run, timeout_min=args.time_limit, max_parallel=max_parallel)

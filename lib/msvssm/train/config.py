@@ -203,7 +203,7 @@ def parse_value(key: str, type_name: str, raw: str) -> Any:
 def _profile_defaults(name: str, **extra: Any) -> dict[str, Any]:
     p = get_profile(name)
     return dict(model=f"msvssm_{p.model_size}", image_size=p.image_size, batch_size=p.batch_size,
-                epochs=p.epochs, **extra)
+                epochs=p.epochs, threads=p.threads, **extra)
 
 
 # Profile defaults.

@@ -8,7 +8,9 @@ that decides its numbers is unchanged. :func:`run_inputs` lists those things:
     data        sha256 of ``manifest.csv``, ``classes.json`` and every crop the manifest lists as usable
                 (regenerate the data in place, even with the same file names, and this changes)
     split       sha256 of the split file the run reads (which images are train / val / test)
-    runtime     the device type and the autocast dtype (``amp=auto`` is bf16 on a GPU, float32 on a CPU)
+    runtime     the device type and the autocast dtype (``amp=auto`` is bf16 on a GPU, float32 on a CPU);
+                on a CPU also the thread count (``threads``, or torch's default when 0): it changes the
+                order of float sums, so 1 and 2 threads train to slightly different weights
     code        sha256 per part of the library code that computes a run (:data:`CODE_PARTS`: the
                 models, the scan operators, the training loop and its plumbing, the data readers,
                 the metrics), over the *syntax tree* without docstrings, so editing a comment or
@@ -180,7 +182,7 @@ def run_inputs(cfg, split_file: str | os.PathLike, device=None) -> dict[str, Any
     its type and the autocast dtype it implies count, since ``amp=auto`` means bf16 on a GPU and
     float32 on a CPU. Returned as plain JSON types (a tuple becomes a list), as read back from disk.
     """
-    from .run import resolve_amp, resolve_device
+    from .run import resolve_device
 
     config = cfg.identity()
     config.pop("data")  # the data counts by content (below), not by where it lies
@@ -190,7 +192,7 @@ def run_inputs(cfg, split_file: str | os.PathLike, device=None) -> dict[str, Any
         "config": config,
         "data": data_fingerprint(cfg.data),
         "split": {"file": Path(split_file).name, "sha256": file_sha256(split_file)},
-        "runtime": {"device": device.type, "amp": str(resolve_amp(cfg, device) or "float32")},
+        "runtime": runtime_inputs(cfg, device),
         "code": code_fingerprint(),
         "versions": library_versions(),
     }
@@ -198,6 +200,18 @@ def run_inputs(cfg, split_file: str | os.PathLike, device=None) -> dict[str, Any
     if isinstance(pretrained, str) and pretrained:  # a run that starts from a checkpoint depends on its weights
         inputs["pretrained_sha256"] = file_sha256(pretrained)
     return json.loads(json.dumps(inputs, sort_keys=True, default=str))
+
+
+def runtime_inputs(cfg, device) -> dict[str, Any]:
+    """The device type, the autocast dtype and, on a CPU, the thread count the run computes with."""
+    import torch
+
+    from .run import resolve_amp
+
+    runtime: dict[str, Any] = {"device": device.type, "amp": str(resolve_amp(cfg, device) or "float32")}
+    if device.type == "cpu":
+        runtime["cpu_threads"] = cfg.threads or torch.get_num_threads()
+    return runtime
 
 
 def inputs_key(inputs: dict[str, Any]) -> str:
@@ -235,7 +249,7 @@ def changed_inputs(saved: dict[str, Any] | None, now: dict[str, Any]) -> list[st
     if saved.get("split", {}).get("sha256") != now["split"]["sha256"]:
         changes.append(f"the split file {now['split']['file']} changed")
     if saved.get("runtime") != now["runtime"]:
-        changes.append(f"the device or precision changed ({saved.get('runtime')} -> {now['runtime']})")
+        changes.append(f"the device, precision or CPU thread count changed ({saved.get('runtime')} -> {now['runtime']})")
     if saved.get("pretrained_sha256") != now.get("pretrained_sha256"):
         changes.append("the pretrained checkpoint it starts from changed")
     code = [part for part in now["code"] if saved.get("code", {}).get(part) != now["code"][part]]

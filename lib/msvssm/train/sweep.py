@@ -64,12 +64,17 @@ class Sweep:
         self.rows[name] = changes
         return self
 
-    def planned(self, seeds: Sequence[int]) -> list[tuple[str, int, TrainConfig, dict[str, Any]]]:
-        """Every (row name, seed, config with its run folder, its inputs): the inputs computed once per run."""
+    def planned(self, seeds: Sequence[int], jobs: int = 1) -> list[tuple[str, int, TrainConfig, dict[str, Any]]]:
+        """Every (row name, seed, config with its run folder, its inputs): the inputs computed once per run.
+
+        With ``jobs`` > 1, a config that leaves ``threads`` at 0 (torch's default) gets its share of the
+        cores (:func:`job_resources`) *before* it is keyed: on a CPU the thread count is an input."""
         out = []
         for name, changes in self.rows.items():
             for seed in seeds:
                 cfg = self.base.replace(**changes, seed=seed)
+                if jobs > 1 and not cfg.threads:
+                    cfg = cfg.replace(threads=job_resources(jobs, 0)[0])
                 inputs = run_inputs_for(cfg)
                 folder = run_dir_for(self.root, cfg, inputs_key(inputs))
                 out.append((name, seed, cfg.replace(out=str(folder)), inputs))
@@ -91,24 +96,8 @@ class Sweep:
         which failed once the rest are done. ``launcher`` (:class:`Launcher`) submits the runs through
         submitit instead: to a SLURM cluster, or to its local executor.
         """
-        planned = self.planned(seeds)
-        finished = set()
-        for _, _, cfg, inputs in planned:
-            if (Path(cfg.out) / "metrics.json").exists():
-                check_inputs_unchanged(Path(cfg.out), inputs, "reuse")
-                finished.add(cfg.out)
-        log.info("sweep: %d runs, %d already finished, %d to train", len(planned), len(finished),
-                 len(planned) - len(finished))
-        todo = [(name, seed, cfg) for name, seed, cfg, _ in planned if cfg.out not in finished]
-        if launcher is not None:
-            if todo:
-                run_submitit(todo, launcher, Path(self.root) / "submitit")
-            return self._summaries(planned)
-        if jobs > 1 and len(todo) > 1:
-            run_parallel(todo, jobs, Path(self.root) / "logs")
-        for name, seed, cfg in todo if jobs <= 1 or len(todo) <= 1 else ():
-            log.info("sweep: training %s seed %d -> %s", name, seed, cfg.out)
-            train(cfg, resume=True, progress=progress)
+        planned = self.planned(seeds, jobs=jobs if launcher is None else 1)
+        train_planned(planned, self.root, jobs=jobs, launcher=launcher, progress=progress)
         return self._summaries(planned)
 
     def results(self, seeds: Sequence[int] = (0,)) -> pd.DataFrame:
@@ -128,6 +117,31 @@ class Sweep:
         write_table(table, stem)
         write_table(per_run, f"{stem}_runs")
         return table
+
+
+def train_planned(planned: list[tuple[str, int, TrainConfig, dict[str, Any]]], root: str | os.PathLike, jobs: int = 1,
+                  launcher: "Launcher | None" = None, progress: bool = True) -> None:
+    """Train the runs of ``planned`` (:meth:`Sweep.planned`) that are not finished: one after another in this
+    process, ``jobs`` at once in processes of their own, or through ``launcher``. A finished run whose saved
+    inputs differ from ``planned``'s is refused (:func:`msvssm.train.run.check_inputs_unchanged`)."""
+    finished = set()
+    for _, _, cfg, inputs in planned:
+        if (Path(cfg.out) / "metrics.json").exists():
+            check_inputs_unchanged(Path(cfg.out), inputs, "reuse")
+            finished.add(cfg.out)
+    log.info("sweep: %d runs, %d already finished, %d to train", len(planned), len(finished),
+             len(planned) - len(finished))
+    todo = [(name, seed, cfg) for name, seed, cfg, _ in planned if cfg.out not in finished]
+    if not todo:
+        return
+    if launcher is not None:
+        run_submitit(todo, launcher, Path(root) / "submitit")
+    elif jobs > 1 and len(todo) > 1:
+        run_parallel(todo, jobs, Path(root) / "logs")
+    else:
+        for name, seed, cfg in todo:
+            log.info("sweep: training %s seed %d -> %s", name, seed, cfg.out)
+            train(cfg, resume=True, progress=progress)
 
 
 class SweepError(RuntimeError):
@@ -157,8 +171,8 @@ def run_parallel(todo: list[tuple[str, int, TrainConfig]], jobs: int, log_dir: P
 
     One line per change: queued, running (epoch k of n, read from the run's history.csv), done, failed
     with the last line of its log. A run's threads are its config's ``threads`` when set, else the cores
-    divided by ``jobs``: set ``threads`` to make a run's numbers independent of how many ran beside it
-    (the thread count can change the order of float sums). Raises :class:`SweepError` at the end if any
+    divided by ``jobs`` (:meth:`Sweep.planned` sets that share before keying the run, since on a CPU the
+    thread count is one of a run's inputs: it changes the order of float sums). Raises :class:`SweepError` at the end if any
     run failed; the others are finished by then.
     """
     import subprocess

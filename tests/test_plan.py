@@ -1,0 +1,146 @@
+"""The course's runs, planned once (msvssm.train.plan): what each profile trains, that parts share runs, that the
+notebooks ask the plan for their rows (no second list), and that make reproduce trains the plan first."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from msvssm.models import ABLATION_FLAGS
+from msvssm.train.plan import course_plan, default_jobs, parse_seeds
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory) -> Path:
+    from msvssm.data import make_quadrant_folder
+
+    return make_quadrant_folder(tmp_path_factory.mktemp("plan") / "data", 6, 6, 40, 0)
+
+
+def _rows(runs):
+    return [(cfg.model, cfg.split, seed, json.dumps(cfg.model_kwargs, sort_keys=True)) for _, seed, cfg, _ in runs]
+
+
+@pytest.mark.parametrize("profile, expected", [("smoke", 14), ("cpu", 22), ("gpu", 30)])
+def test_each_profile_plans_the_runs_the_readme_counts(faces, profile, expected):
+    plan = course_plan(profile, faces, faces.parent / "runs", device="cpu")
+    runs = plan.runs()
+    assert len(runs) == expected
+    assert len({cfg.out for _, _, cfg, _ in runs}) == expected, "every run once"
+    rows = _rows(runs)
+    size = "nano" if profile != "gpu" else "tiny"
+    frame_seeds = [0, 1] if profile == "smoke" else [0, 1, 2]
+    for seed in frame_seeds:  # Table 3 and Tables 2/4 over the seeds, on the frame split
+        assert (f"msvssm_{size}", "frame", seed, "{}") in rows
+        assert (f"vssm_{size}", "frame", seed, "{}") in rows
+        assert (f"dilateformer_{size}", "frame", seed, "{}") in rows
+    other = [0, 1, 2] if profile == "gpu" else [0]
+    for split in ("trial", "subject") if profile != "smoke" else ("trial",):
+        for seed in other:
+            assert (f"msvssm_{size}", split, seed, "{}") in rows and (f"vssm_{size}", split, seed, "{}") in rows
+    assert not any(split == "subject" for _, split, _, _ in rows) or profile != "smoke"
+
+
+def test_parts_share_their_runs_and_rows_come_from_the_library(faces):
+    plan = course_plan("cpu", faces, faces.parent / "runs")
+    folder = {part: {name: cfg.out for name, seed, cfg in plan.sweep(part).configs([0])}
+              for part in ("training", "ablation", "baselines")}
+    full = folder["training"]["MS-VSSM"]
+    assert full == folder["ablation"]["VSSM+SE+LayerScale+DSPP"] == folder["baselines"]["MS-VSSM"]
+    assert full == dict((n, c.out) for n, _, c in plan.sweep("protocols", "frame").configs([0]))["MS-VSSM"]
+    assert folder["ablation"]["VSSM"] == folder["baselines"]["VSSM"]
+    assert list(plan.ablation_rows()) == list(ABLATION_FLAGS)
+    middle = [r for r in plan.ablation_rows().values() if "model_kwargs" in r]
+    assert [r["model_kwargs"] for r in middle] == [f for f in ABLATION_FLAGS.values() if any(f.values()) and not all(f.values())]
+    assert plan.sweep("ablation", rows=["VSSM"]).rows == {"VSSM": {"model": "vssm_nano"}}
+    with pytest.raises(ValueError, match="no row"):
+        plan.sweep("ablation", rows=["VSSM+DSPP"])
+    with pytest.raises(ValueError, match="part="):
+        plan.sweep("tables")
+
+
+def test_the_cpu_plan_pins_one_thread_a_run_and_lists_the_longest_runs_first(faces):
+    plan = course_plan("cpu", faces, faces.parent / "runs")
+    runs = plan.runs(jobs=2)
+    assert {cfg.threads for _, _, cfg, _ in runs} == {1}, "a run's numbers must not depend on what ran beside it"
+    assert default_jobs("cpu") == 2 and default_jobs("smoke") == 1 and default_jobs("gpu") >= 1
+    models = [cfg.model for _, _, cfg, _ in runs]
+    assert models.index("vssm_nano") > max(i for i, m in enumerate(models) if m == "msvssm_nano")
+
+
+def test_seeds_parse_from_notebook_parameters():
+    assert parse_seeds("", [0, 1]) == [0, 1] and parse_seeds("3, 4", [0]) == [3, 4] and parse_seeds([5], [0]) == [5]
+    with pytest.raises(ValueError, match="comma-separated"):
+        parse_seeds("0;1", [0])
+
+
+def test_no_notebook_keeps_a_second_list_of_runs():
+    """Notebooks 03-11 ask the plan for their sweeps: none builds a Sweep or adds rows of its own."""
+    import nbformat
+
+    for nb in sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        code = "\n".join(c.source for c in nbformat.read(nb, 4).cells if c.cell_type == "code")
+        assert not re.search(r"\bSweep\(|\.add\(\s*\"", code), f"{nb.name} declares runs outside msvssm.train.plan"
+        if re.search(r"\.run\(seeds=", code):
+            assert "course_plan(" in code, nb.name
+
+
+def test_plan_train_hands_every_run_to_the_sweep_with_the_jobs(faces, monkeypatch):
+    from msvssm.train import plan as plan_module
+
+    seen = {}
+    monkeypatch.setattr(plan_module, "train_planned",
+                        lambda runs, root, jobs, launcher, progress: seen.update(runs=runs, jobs=jobs, root=root))
+    plan = course_plan("cpu", faces, faces.parent / "runs")
+    plan.train(jobs=2)
+    assert seen["jobs"] == 2 and len(seen["runs"]) == 22 and seen["root"] == faces.parent / "runs"
+
+
+def test_reproduce_trains_the_plan_before_the_notebooks(tmp_path, monkeypatch):
+    from msvssm import reproduce
+
+    calls = []
+    monkeypatch.setattr("msvssm.data.prepare.prepare_faces", lambda *a, **k: tmp_path / "faces")
+    monkeypatch.setattr(reproduce, "train_plan", lambda profile, faces, root, jobs: calls.append(("plan", jobs)) or 0)
+    monkeypatch.setattr(reproduce, "run_notebook", lambda nb, out, params: calls.append(("nb", nb.name)) or out / nb.name)
+    monkeypatch.setattr("msvssm.results.collect", lambda *a, **k: tmp_path / "results.md")
+    nbs = [str(tmp_path / "08_ablation.ipynb"), str(tmp_path / "09_baselines.ipynb")]
+    assert reproduce.main(["--profile", "cpu", "--data", str(tmp_path), "--jobs", "3", *nbs]) == 0
+    assert calls == [("plan", 3), ("nb", "08_ablation.ipynb"), ("nb", "09_baselines.ipynb")]
+    calls.clear()
+    assert reproduce.main(["--profile", "cpu", "--data", str(tmp_path), "--jobs", "0", *nbs]) == 0
+    assert calls[0] == ("nb", "08_ablation.ipynb"), "--jobs 0: the notebooks train what they need"
+    calls.clear()
+    assert reproduce.main(["--profile", "cpu", "--data", str(tmp_path), str(tmp_path / "01_data.ipynb")]) == 0
+    assert calls == [("nb", "01_data.ipynb")], "a notebook that reads no run trains nothing first"
+
+
+def test_the_cli_lists_the_plan_with_each_runs_state(faces, capsys):
+    from msvssm.cli import main
+
+    assert main(["plan", "--profile", "cpu", "--data", str(faces), "--set", "device=cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "plan cpu: 22 runs" in out and "0 finished, 22 to train" in out
+    assert out.count("to train ") == 22 and "ablation: VSSM+SE " in out and "protocols/subject: VSSM" in out
+
+
+def test_a_sweep_of_several_jobs_keys_each_run_by_its_share_of_the_cores(faces, tmp_path):
+    """threads=0 (torch's default) under --jobs N becomes each job's share of the cores before the run is keyed:
+    on a CPU the thread count is an input (it changes the order of float sums)."""
+    import torch
+
+    from msvssm.train import TrainConfig
+    from msvssm.train.sweep import Sweep, job_resources
+
+    base = TrainConfig.from_profile("smoke", data=str(faces), device="cpu")
+    sweep = Sweep(tmp_path, base).add("A", model="vssm_nano")
+    (_, _, one, inputs_one), = sweep.planned([0])
+    (_, _, two, inputs_two), = sweep.planned([0], jobs=2)
+    assert one.threads == 0 and two.threads == job_resources(2, 0)[0]
+    assert inputs_one["runtime"]["cpu_threads"] == torch.get_num_threads()
+    assert inputs_two["runtime"]["cpu_threads"] == two.threads
+    assert (one.out == two.out) == (torch.get_num_threads() == two.threads)
