@@ -14,7 +14,7 @@ BUILD    ?= build
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 PYTEST_WORKERS ?= 2
 
-.PHONY: bench-train venv lab html test test-unit test-notebooks reproduce gpu-env gpu-check bench bench-scan bench-model bench-models bench-data bench-difficulty lock clean
+.PHONY: bench-train readme-results venv lab html test test-unit test-notebooks reproduce gpu-env gpu-check bench bench-scan bench-model bench-models bench-data bench-difficulty lock clean
 
 $(STAMP): requirements.txt requirements-lock.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,13 +25,13 @@ $(STAMP): requirements.txt requirements-lock.txt pyproject.toml
 
 venv: $(STAMP)
 
-## Students: JupyterLab on notebooks/ from .venv; HTML of the executed notebooks (run make reproduce first).
+## Students: JupyterLab on notebooks/ from .venv; the course as an offline website in build/site/ from the executed
+## notebooks (run make reproduce first, any profile; msvssm.site: maths as MathML, no network needed).
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks
 
 html: $(STAMP)
-	test -n "$$(ls $(BUILD)/notebooks/*.ipynb 2>/dev/null)" || { echo "no executed notebooks in $(BUILD)/notebooks: run make reproduce first"; exit 1; }
-	$(BIN)/jupyter nbconvert --to html --output-dir $(BUILD)/html $(BUILD)/notebooks/*.ipynb
+	$(BIN)/python -m msvssm.site --notebooks $(BUILD)/notebooks --out $(BUILD)/site --results $(BUILD)/results.md
 
 ## Tests: unit tests, then every notebook with the tiny "smoke" profile.
 test: test-unit test-notebooks
@@ -66,6 +66,13 @@ endif
 
 reproduce: $(REPRO_ENV)
 	$(REPRO_PY) -m msvssm.reproduce --profile $(PROFILE) --data $(DATA) --out $(BUILD)/notebooks --results $(BUILD)/results.md $(if $(DEAP_ROOT),--deap-root $(DEAP_ROOT)) $(if $(DRY_RUN),--dry-run) $(if $(DEVICE),--device $(DEVICE)) $(if $(JOBS),--jobs $(JOBS)) $(NOTEBOOKS)
+
+## After make reproduce (profile cpu): keep its results.md as docs/results_cpu.md and regenerate the README's
+## Results tables from it (msvssm.results.update_readme; tests/test_results.py checks that they agree).
+readme-results: $(STAMP)
+	grep -q 'profile `cpu`' $(BUILD)/results.md || { echo "$(BUILD)/results.md is not a cpu reproduction"; exit 1; }
+	cp $(BUILD)/results.md docs/results_cpu.md
+	$(BIN)/python -m msvssm.results README.md docs/results_cpu.md
 
 ## The GPU environment: a venv with the pinned requirements and the [gpu] extra (mamba-ssm, compiled
 ## against this torch with nvcc of the same CUDA major; MAX_JOBS bounds the compiler's memory).

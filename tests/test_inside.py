@@ -376,3 +376,25 @@ def test_plot_prediction_bars_are_the_probabilities(tmp_path, plt):
     green = [name for name, bar in zip(probabilities, bars) if bar.get_facecolor() == to_rgba("tab:green")]
     assert green == ["LVHA"]  # the most likely class stands out
     assert [t.strip() for t in _texts(bar_ax)] == ["0.20", "0.05", "0.70", "0.05"]
+
+
+def test_map_rank_similarity_sees_identical_shuffled_and_mismatched_maps():
+    from msvssm.inside import map_rank_similarity
+
+    rng = np.random.default_rng(0)
+    maps = rng.random((3, 8, 8))
+    assert np.allclose(map_rank_similarity(maps, maps), 1.0)
+    assert np.allclose(map_rank_similarity(maps, 2 * maps + 1), 1.0)  # ranks, not values
+    shuffled = np.stack([rng.permutation(m.ravel()).reshape(8, 8) for m in maps])
+    assert np.abs(map_rank_similarity(maps, shuffled)).max() < 0.5
+    with pytest.raises(ValueError, match="one shape"):
+        map_rank_similarity(maps, maps[:2])
+
+
+def test_expressivity_test_reads_the_direction_and_needs_three_people():
+    from msvssm.inside import expressivity_test
+
+    table = pd.DataFrame({"expressivity": [0.2, 0.5, 0.8, 1.1, 1.2], "error_rate": [0.6, 0.4, 0.3, 0.1, 0.05]})
+    result = expressivity_test(table)
+    assert result["people"] == 5 and result["rho"] == pytest.approx(-1.0) and result["p"] < 0.05
+    assert np.isnan(expressivity_test(table.head(2))["rho"])

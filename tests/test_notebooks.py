@@ -101,3 +101,44 @@ def test_a_failing_notebook_fails_the_reproduction_with_its_name(tmp_path, caplo
     assert code == 1
     assert "99_broken.ipynb failed" in caplog.text and "on purpose" in caplog.text
     assert not (tmp_path / "out" / "99_broken.ipynb").exists()
+
+
+def check_site(smoke_dirs: dict, tmp_path: Path) -> None:
+    """make html on the smoke reproduction: every page and internal link exists, nothing is fetched from the network,
+    no injected-parameters cell or machine path, the maths is MathML, every image has alternative text."""
+    import re
+
+    from msvssm.site import build_site
+
+    executed = sorted(smoke_dirs["out"].glob("*.ipynb"))
+    assert len(executed) == len(NOTEBOOKS), "the smoke notebooks ran first"
+    results_md = tmp_path / "results.md"
+    from msvssm import results
+
+    results.collect(smoke_dirs["results_dir"], results_md, profile="smoke", data="synthetic DEAP (tiny scale)")
+    index = build_site(smoke_dirs["out"], tmp_path / "site", results_md, figures=smoke_dirs["figures_dir"])
+    site = index.parent
+    pages = {p.relative_to(site).as_posix(): p.read_text(encoding="utf-8") for p in site.rglob("*.html")}
+    assert {"index.html", "results.html", "docs/notation.html", *(f"{nb.stem}.html" for nb in NOTEBOOKS)} <= set(pages)
+    machine_paths = [str(REPO), smoke_dirs["data_dir"], smoke_dirs["figures_dir"], str(smoke_dirs["out"])]
+    for name, text in pages.items():
+        for href in re.findall(r'(?:href|src)="([^"#:]+)(?:#[^"]*)?"', text):  # relative links and images
+            assert (site / name).parent.joinpath(href).exists(), f"{name} links to a missing {href}"
+        remote = re.findall(r'<(?:script|link|img)[^>]*(?:src|href)=["\'](?:https?:)?//', text)
+        assert not remote, f"{name} loads something from the network: {remote[:2]}"
+        assert "mathjax" not in text.lower() and "require.min.js" not in text, name
+        assert "injected-parameters" not in text and "Parameters injected by papermill" not in text, name
+        for path in machine_paths:
+            assert path not in text, f"{name} shows the machine path {path}"
+        for img in re.findall(r"<img\b[^>]*>", text):
+            assert re.search(r'\balt="[^"]+"', img), f"{name}: an image without alternative text"
+        if name.startswith(tuple(nb.stem for nb in NOTEBOOKS)):
+            assert 'href="index.html"' in text and '<nav class="toc">' in text, f"{name}: no navigation"
+    assert "<math" in pages["02_selective_scan.html"] and "$$" not in pages["02_selective_scan.html"], \
+        "the selective scan's equations are MathML, not raw LaTeX"
+    assert 'href="03_ss2d.html"' in pages["02_selective_scan.html"] and 'href="01_data_pipeline.html"' in pages["02_selective_scan.html"]
+
+
+@pytest.mark.notebook
+def test_the_site_builds_offline_from_the_smoke_notebooks(smoke_dirs, tmp_path):
+    check_site(smoke_dirs, tmp_path)

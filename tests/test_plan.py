@@ -25,7 +25,7 @@ def _rows(runs):
     return [(cfg.model, cfg.split, seed, json.dumps(cfg.model_kwargs, sort_keys=True)) for _, seed, cfg, _ in runs]
 
 
-@pytest.mark.parametrize("profile, expected", [("smoke", 14), ("cpu", 22), ("gpu", 30)])
+@pytest.mark.parametrize("profile, expected", [("smoke", 15), ("cpu", 23), ("gpu", 30)])
 def test_each_profile_plans_the_runs_the_readme_counts(faces, profile, expected):
     plan = course_plan(profile, faces, faces.parent / "runs", device="cpu")
     runs = plan.runs()
@@ -43,6 +43,8 @@ def test_each_profile_plans_the_runs_the_readme_counts(faces, profile, expected)
         for seed in other:
             assert (f"msvssm_{size}", split, seed, "{}") in rows and (f"vssm_{size}", split, seed, "{}") in rows
     assert not any(split == "subject" for _, split, _, _ in rows) or profile != "smoke"
+    composed = (f"msvssm_{size}", "frame", 0, '{"fused_scan": false}')
+    assert (composed in rows) == (profile != "gpu"), "the chaos row: CPU profiles only"
 
 
 def test_parts_share_their_runs_and_rows_come_from_the_library(faces):
@@ -97,7 +99,7 @@ def test_plan_train_hands_every_run_to_the_sweep_with_the_jobs(faces, monkeypatc
                         lambda runs, root, jobs, launcher, progress: seen.update(runs=runs, jobs=jobs, root=root))
     plan = course_plan("cpu", faces, faces.parent / "runs")
     plan.train(jobs=2)
-    assert seen["jobs"] == 2 and len(seen["runs"]) == 22 and seen["root"] == faces.parent / "runs"
+    assert seen["jobs"] == 2 and len(seen["runs"]) == 23 and seen["root"] == faces.parent / "runs"
 
 
 def test_reproduce_trains_the_plan_before_the_notebooks(tmp_path, monkeypatch):
@@ -124,8 +126,8 @@ def test_the_cli_lists_the_plan_with_each_runs_state(faces, capsys):
 
     assert main(["plan", "--profile", "cpu", "--data", str(faces), "--set", "device=cpu"]) == 0
     out = capsys.readouterr().out
-    assert "plan cpu: 22 runs" in out and "0 finished, 22 to train" in out
-    assert out.count("to train ") == 22 and "ablation: VSSM+SE " in out and "protocols/subject: VSSM" in out
+    assert "plan cpu: 23 runs" in out and "0 finished, 23 to train" in out
+    assert out.count("to train ") == 23 and "ablation: VSSM+SE " in out and "protocols/subject: VSSM" in out
 
 
 def test_a_sweep_of_several_jobs_keys_each_run_by_its_share_of_the_cores(faces, tmp_path):
@@ -144,3 +146,11 @@ def test_a_sweep_of_several_jobs_keys_each_run_by_its_share_of_the_cores(faces, 
     assert inputs_one["runtime"]["cpu_threads"] == torch.get_num_threads()
     assert inputs_two["runtime"]["cpu_threads"] == two.threads
     assert (one.out == two.out) == (torch.get_num_threads() == two.threads)
+
+
+def test_the_plan_keeps_absolute_folders_so_notebooks_in_another_directory_find_the_data(faces, monkeypatch):
+    """make reproduce passes --data data (relative); the notebooks run in notebooks/ and read each run's config.json."""
+    monkeypatch.chdir(faces.parent.parent)
+    plan = course_plan("cpu", Path(faces.parent.name) / faces.name, Path(faces.parent.name) / "runs")
+    assert Path(plan.base.data).is_absolute() and plan.runs_root.is_absolute()
+    assert all(Path(cfg.out).is_absolute() and Path(cfg.data) == faces for _, _, cfg, _ in plan.runs())

@@ -69,3 +69,32 @@ def test_format_mean_std_says_when_there_is_one_seed():
     shown = format_mean_std(summarise(_runs({"A": [0.5, 0.7], "B": [0.25]}))).set_index("name")
     assert shown.loc["A", "accuracy"] == "0.6000 ± 0.1414"
     assert shown.loc["B", "accuracy"] == "0.2500 (1 seed)"
+
+
+def test_the_readme_results_tables_are_the_committed_reproductions():
+    """The README's Results block is generated from docs/results_cpu.md (make readme-results): it cannot drift."""
+    from pathlib import Path
+
+    from msvssm.results import README_BEGIN, README_END, readme_block
+
+    repo = Path(__file__).resolve().parents[1]
+    readme = (repo / "README.md").read_text(encoding="utf-8")
+    shown = README_BEGIN + readme.split(README_BEGIN, 1)[1].split(README_END, 1)[0] + README_END
+    assert shown == readme_block(repo / "docs" / "results_cpu.md"), "run make readme-results after make reproduce"
+
+
+def test_readme_block_copies_the_selected_tables_without_their_run_lists(tmp_path):
+    from msvssm import results
+
+    folder = tmp_path / "r"
+    for title in results.README_TABLES:
+        nb = "08" if "Table 3" in title or "Ablation" in title or "Seeds" in title else "10"
+        results.record(folder, nb, title + " (x)", pd.DataFrame({"a": [1.5]}), data="synthetic DEAP", runs=["r1"])
+    out = results.collect(folder, tmp_path / "results.md", profile="cpu", data="synthetic DEAP", commit="abc")
+    block = results.readme_block(out)
+    assert block.startswith(results.README_BEGIN) and block.endswith(results.README_END)
+    assert all(f"**{t} (x)**" in block for t in results.README_TABLES) and "r1" not in block and "1.5" in block
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{results.README_BEGIN}\nold\n{results.README_END}\nrest\n")
+    assert results.update_readme(readme, out) and not results.update_readme(readme, out)
+    assert readme.read_text().startswith("intro\n") and readme.read_text().endswith("\nrest\n")

@@ -82,3 +82,29 @@ def test_seeds_needed_matches_textbook_power_tables():
 def test_bootstrap_ci_of_seeds():
     low, high = stats.bootstrap_ci([0.86, 0.88, 0.90, 0.87, 0.89])
     assert 0.86 <= low < 0.88 < high <= 0.90
+
+
+def test_label_smoothing_floor_is_the_entropy_of_the_smoothed_target():
+    import torch
+
+    eps, k = 0.1, 4
+    target = torch.full((k,), eps / k)
+    target[0] += 1 - eps
+    best = torch.nn.functional.cross_entropy(torch.log(target)[None], torch.tensor([0]), label_smoothing=eps)
+    assert stats.label_smoothing_floor(eps, k) == pytest.approx(best.item(), rel=1e-6)  # reached by logits = log target
+    worse = torch.nn.functional.cross_entropy(torch.tensor([[9.0, 0.0, 0.0, 0.0]]), torch.tensor([0]), label_smoothing=eps)
+    assert worse.item() > stats.label_smoothing_floor(eps, k)  # over-confident logits do worse, not better
+    assert stats.label_smoothing_floor(0.0, 4) == 0.0
+
+
+def test_calibration_table_and_ece():
+    conf = np.array([0.3, 0.35, 0.95, 0.92, 0.97, 0.55])
+    correct = np.array([0, 1, 1, 1, 0, 1], dtype=bool)
+    table = stats.calibration_table(conf, correct, bins=10)
+    assert table["count"].sum() == 6 and list(table["low"].round(1)) == [0.2, 0.3, 0.5, 0.9]
+    last = table.iloc[-1]
+    assert last["count"] == 3 and last["accuracy"] == pytest.approx(2 / 3) and last["confidence"] == pytest.approx(0.9466667)
+    want = sum(r["count"] / 6 * abs(r["accuracy"] - r["confidence"]) for _, r in table.iterrows())
+    assert stats.expected_calibration_error(table) == pytest.approx(want)
+    perfect = stats.calibration_table(np.full(10, 0.8), np.arange(10) < 8)
+    assert stats.expected_calibration_error(perfect) == pytest.approx(0.0)

@@ -29,7 +29,7 @@ def inference_form(name: str, model: nn.Module) -> nn.Module:
 
 def model_costs(models: Mapping[str, nn.Module], image_size: int, batch: int = 8, repeats: int = 3,
                 warmup: int = 1, device: str | torch.device = "cpu") -> pd.DataFrame:
-    """One row per model: ``params_M``, ``GFLOPs`` (fvcore multiply-accumulates per image, the
+    """One row per model: ``params_M``, ``GMACs`` (fvcore multiply-accumulates per image, the
     scan counted as VMamba does) and ``infer_img_s`` (eval, no_grad, ``batch`` images of
     ``image_size`` on ``device``, median over ``repeats`` round-robin rounds, so noise hits all
     models alike). FLOPs are counted on the CPU; the models are left on ``device``."""
@@ -38,7 +38,7 @@ def model_costs(models: Mapping[str, nn.Module], image_size: int, batch: int = 8
     rows, times = {}, {name: [] for name in models}
     for name, model in models.items():
         cost = count_flops(model.cpu(), (3, image_size, image_size))
-        rows[name] = {"params_M": cost["params"] / 1e6, "GFLOPs": cost["flops"] / 1e9}
+        rows[name] = {"params_M": cost["params"] / 1e6, "GMACs": cost["flops"] / 1e9}
         model.to(device).eval()
     with torch.no_grad():
         for _ in range(warmup):

@@ -272,6 +272,33 @@ def pooled_error_rate(predictions: pd.DataFrame, participants: Sequence) -> floa
     return float(1 - rows["correct"].astype(bool).mean())
 
 
+def map_rank_similarity(maps_a: np.ndarray, maps_b: np.ndarray) -> np.ndarray:
+    """Spearman rank correlation of two attribution maps per image, (n, h, w) x (n, h, w) -> (n,).
+
+    The model-randomisation sanity check (Adebayo et al., 2018, "Sanity Checks for Saliency Maps"): maps of
+    the trained model against maps of the same architecture with untrained weights, for the same images and
+    classes. A method whose maps barely change (high correlation) shows the input and the architecture, not
+    what training learned."""
+    from scipy.stats import spearmanr
+
+    a, b = np.asarray(maps_a, dtype=float), np.asarray(maps_b, dtype=float)
+    if a.shape != b.shape or a.ndim != 3:
+        raise ValueError(f"expected two stacks of maps of one shape (n, h, w), got {a.shape} and {b.shape}")
+    return np.array([spearmanr(x.ravel(), y.ravel()).statistic for x, y in zip(a, b)])
+
+
+def expressivity_test(per_person: pd.DataFrame) -> dict[str, float]:
+    """Does a person's error rate fall as their expressivity rises? Spearman's rho over the people of
+    ``per_person`` (columns ``expressivity`` and ``error_rate``), its two-sided p-value, and the count."""
+    from scipy.stats import spearmanr
+
+    rows = per_person.dropna(subset=["expressivity", "error_rate"])
+    if len(rows) < 3:
+        return {"people": len(rows), "rho": float("nan"), "p": float("nan")}
+    result = spearmanr(rows["expressivity"], rows["error_rate"])
+    return {"people": len(rows), "rho": float(result.statistic), "p": float(result.pvalue)}
+
+
 # ----------------------------------------------------------------------------- the sample photo
 
 

@@ -164,12 +164,15 @@ def plot_confusion(normalized: Sequence[Sequence[float]], class_names: Sequence[
     return fig
 
 
-def plot_training_curves(history: pd.DataFrame, title: str = "") -> plt.Figure:
-    """The paper's Fig. 3: loss and accuracy per epoch, training and validation side by side."""
+def plot_training_curves(history: pd.DataFrame, title: str = "", loss_floor: float | None = None) -> plt.Figure:
+    """The paper's Fig. 3: loss and accuracy per epoch, training and validation side by side; ``loss_floor``: the
+    lowest training loss label smoothing allows (:func:`msvssm.stats.label_smoothing_floor`), drawn dashed."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4))
     epochs = history["epoch"]
     ax_loss.plot(epochs, history["train_loss"], marker=".", label="train (label smoothing included)")
     ax_loss.plot(epochs, history["val_loss"], marker=".", label="validation")
+    if loss_floor:
+        ax_loss.axhline(loss_floor, ls="--", lw=1, color="gray", label=f"training loss floor with smoothing: {loss_floor:.3f}")
     ax_loss.set_xlabel("epoch")
     ax_loss.set_ylabel("cross-entropy loss")
     ax_loss.legend(fontsize=8)
@@ -181,6 +184,30 @@ def plot_training_curves(history: pd.DataFrame, title: str = "") -> plt.Figure:
     ax_acc.legend(fontsize=8)
     for ax in (ax_loss, ax_acc):
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_reliability(table: pd.DataFrame, ece: float, title: str = "") -> plt.Figure:
+    """A reliability diagram from :func:`msvssm.stats.calibration_table`: accuracy against mean confidence per bin
+    (bars at the bins, the diagonal = perfect calibration), with each bin's share of the images beside it."""
+    fig, (ax, ax_n) = plt.subplots(1, 2, figsize=(8.5, 3.4), gridspec_kw={"width_ratios": [3, 2]})
+    centres = (table["low"] + table["high"]) / 2
+    width = float((table["high"] - table["low"]).iloc[0]) if len(table) else 0.1
+    ax.bar(centres, table["accuracy"], width=width * 0.9, color="tab:blue", alpha=0.7, label="accuracy in the bin")
+    ax.scatter(centres, table["confidence"], color="k", s=14, zorder=3, label="mean confidence in the bin")
+    ax.plot([0, 1], [0, 1], ls="--", color="gray", lw=1, label="perfect calibration")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (largest softmax probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"reliability: ECE {ece:.3f}", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left")
+    ax_n.bar(centres, table["count"] / table["count"].sum(), width=width * 0.9, color="tab:gray")
+    ax_n.set_xlim(0, 1)
+    ax_n.set_xlabel("confidence")
+    ax_n.set_ylabel("share of test images")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return fig
@@ -420,33 +447,45 @@ def plot_dspp_coverage(table: pd.DataFrame, receptive_field: int, title: str = "
 
 def plot_seed_bars(per_run: pd.DataFrame, order: Sequence[str], metric: str = "accuracy",
                    paper: dict[str, float] | None = None, lines: dict[str, float] | None = None,
-                   title: str = "", group: str = "name") -> plt.Figure:
-    """Mean ± std over seeds (a bar of the mean with its error bar), each seed as a dot, the paper's value
-    as a red diamond, reference levels (HOG, constant guess) as dashed lines; the mean written under each bar.
+                   title: str = "", group: str = "name", seed: str = "seed") -> plt.Figure:
+    """The mean over seeds as a bar with its 95 % t interval, each seed as a dot, the paper's value as a red
+    diamond, reference levels (HOG, constant guess) as dashed lines; the mean and interval written under each bar.
 
     The y axis starts at 0 (bars that start elsewhere exaggerate differences); a second panel on the
-    right zooms on the networks' range so that seed-to-seed spread and gaps stay readable.
+    right zooms on the networks' range and links each seed's dots across the rows with a thin line: the rows
+    share their seeds, so whether the lines rise together says more than whether the intervals overlap.
     """
+    from .stats import mean_interval
+
     fig, (ax, zoom) = plt.subplots(1, 2, figsize=(max(9.0, 2.2 * len(order) + 4.0), 3.8),
                                    gridspec_kw={"width_ratios": [3, 2]})
     shown = []
+    seeds = sorted(per_run.loc[per_run[group].isin(order), seed].unique())
+    offset = dict(zip(seeds, np.linspace(-0.12, 0.12, len(seeds)) if len(seeds) > 1 else [0.0]))
     for i, name in enumerate(order):
-        values = per_run.loc[per_run[group] == name, metric].to_numpy(dtype=float)
+        rows = per_run.loc[per_run[group] == name]
+        values = rows[metric].to_numpy(dtype=float)
         if len(values) == 0:
             continue
         shown.extend(values)
-        mean, std = values.mean(), (values.std(ddof=1) if len(values) > 1 else 0.0)
-        jitter = np.full(len(values), i) + np.linspace(-0.12, 0.12, len(values))
-        ax.bar(i, mean, yerr=std, color="tab:blue", alpha=0.6, capsize=4, width=0.6)
-        ax.scatter(jitter, values, color="k", s=12, zorder=3)
-        label = f"{mean:.3f}" + (f"\n±{std:.3f}" if len(values) > 1 else "")
-        ax.text(i, 0.02, label, ha="center", va="bottom", fontsize=8)
-        zoom.errorbar(i, mean, yerr=std, fmt="_", markersize=18, color="tab:blue", capsize=4, lw=1.5)
-        zoom.scatter(jitter, values, color="k", s=12, zorder=3)
+        mean, low, high = mean_interval(values)
+        half = 0.0 if np.isnan(low) else mean - low
+        xs = i + rows[seed].map(offset).to_numpy(dtype=float)
+        ax.bar(i, mean, yerr=half, color="tab:blue", alpha=0.6, capsize=4, width=0.6)
+        ax.scatter(xs, values, color="k", s=12, zorder=3)
+        label = f"{mean:.3f}" + (f"\n[{low:.3f},\n {high:.3f}]" if not np.isnan(low) else "\n(1 seed)")
+        ax.text(i, 0.02, label, ha="center", va="bottom", fontsize=7)
+        zoom.errorbar(i, mean, yerr=half, fmt="_", markersize=18, color="tab:blue", capsize=4, lw=1.5)
+        zoom.scatter(xs, values, color="k", s=12, zorder=3)
         if paper and name in paper:
             first = i == min(j for j, n in enumerate(order) if n in paper)
             ax.scatter([i], [paper[name]], marker="D", color="tab:red", s=30, zorder=4,
                        label="paper (real DEAP)" if first else None)
+    for k, s_ in enumerate(seeds):  # one line per seed across the rows it has
+        pts = [(i + offset[s_], float(per_run.loc[(per_run[group] == name) & (per_run[seed] == s_), metric].iloc[0]))
+               for i, name in enumerate(order) if ((per_run[group] == name) & (per_run[seed] == s_)).any()]
+        if len(pts) > 1:
+            zoom.plot(*zip(*pts), color=f"C{k}", lw=0.8, alpha=0.7, label=f"seed {s_}")
     for k, (label, value) in enumerate((lines or {}).items()):
         ax.axhline(value, ls="--", lw=1, color=f"C{k + 2}", label=f"{label}: {value:.3f}")
     names = [n.replace("+", "\n+") for n in order]
@@ -460,11 +499,13 @@ def plot_seed_bars(per_run: pd.DataFrame, order: Sequence[str], metric: str = "a
         low, high = min(shown), max(shown)
         pad = max(0.01, 0.25 * (high - low))
         zoom.set_ylim(low - pad, high + pad)
-    zoom.set_title("zoom on the networks (mean ± std, seeds)", fontsize=8)
+    zoom.set_title("zoom: mean with 95 % t interval; lines link each seed", fontsize=8)
     zoom.grid(axis="y", alpha=0.3)
+    if zoom.get_legend_handles_labels()[0]:
+        zoom.legend(fontsize=6, loc="best")
     ax.set_title(title, fontsize=9)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0.0, 0.12))
+        ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0.0, 0.22))
     fig.tight_layout()
     return fig
 
@@ -497,7 +538,7 @@ def plot_learned_scales(layer_scale: pd.DataFrame, gates: pd.DataFrame, title: s
     return fig
 
 
-def plot_accuracy_vs_cost(table: pd.DataFrame, x: str = "GFLOPs", title: str = "") -> plt.Figure:
+def plot_accuracy_vs_cost(table: pd.DataFrame, x: str = "GMACs", title: str = "") -> plt.Figure:
     """Test accuracy (mean ± std over seeds) against cost; marker area grows with parameters.
 
     ``table``: index = model name, columns ``accuracy_mean``, ``accuracy_std``, ``params_M`` and ``x``.
@@ -506,7 +547,7 @@ def plot_accuracy_vs_cost(table: pd.DataFrame, x: str = "GFLOPs", title: str = "
     for i, (name, r) in enumerate(table.iterrows()):
         ax.errorbar(r[x], r["accuracy_mean"], yerr=r["accuracy_std"], fmt="o", color=f"C{i}", capsize=3,
                     markersize=4 + 3 * np.sqrt(r["params_M"]), label=f"{name} ({r['params_M']:.2f} M)")
-    ax.set_xlabel({"GFLOPs": "GFLOPs per image (fvcore MACs)", "infer_img_s": "inference images/s (CPU)"}.get(x, x))
+    ax.set_xlabel({"GMACs": "GMACs per image (fvcore multiply-accumulates; papers call them FLOPs)", "infer_img_s": "inference images/s (CPU)"}.get(x, x))
     ax.set_ylabel("test accuracy")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)

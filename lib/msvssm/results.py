@@ -115,3 +115,69 @@ def collect(results_dir: str | os.PathLike, out: str | os.PathLike, *, profile: 
         lines += ["(no notebook recorded a result)", ""]
     atomic_write_text(out, "\n".join(lines))
     return Path(out)
+
+
+# ----------------------------------------------------------------------------- the README's Results, generated
+
+README_BEGIN = "<!-- results:begin (generated from docs/results_cpu.md by `make readme-results`; do not edit by hand) -->"
+README_END = "<!-- results:end -->"
+# The tables the README shows, by the start of their title in results.md, in this order.
+README_TABLES = (
+    "Table 3: ablation",
+    "Ablation: each step paired over seeds",
+    "Seeds needed to see the paper's steps",
+    "Chaos: the same MS-VSSM",
+    "Tables 2 and 4: baselines",
+    "MS-VSSM against each baseline, paired",
+    "Protocols: test accuracy under",
+    "Grouped splits: the checkpoint each run selected",
+    "MS-VSSM test accuracy (first seed) with 95 % intervals",
+    "Calibration of the test predictions",
+    "Saliency sanity check",
+    "Error against expressivity",
+)
+
+
+def read_sections(results_md: str | os.PathLike) -> tuple[str, dict[str, str]]:
+    """(the header line saying what produced it, {title: its section without the runs list}) of a results.md."""
+    text = Path(results_md).read_text(encoding="utf-8")
+    header = next((line for line in text.splitlines() if line.startswith("Written by `make reproduce`")), "")
+    sections = {}
+    for block in re.split(r"^### ", text, flags=re.M)[1:]:
+        title, _, body = block.partition("\n")
+        body = re.split(r"^(<details>|## )", body, flags=re.M)[0]  # without the runs list and the next notebook
+        sections[title.strip()] = body.strip()
+    return header, sections
+
+
+def readme_block(results_md: str | os.PathLike) -> str:
+    """The README's Results tables, copied from ``results_md`` (a reproduction's results.md) with what produced them."""
+    header, sections = read_sections(results_md)
+    lines = [README_BEGIN, "", f"*{header.replace('Written by', 'Copied from the results.md written by')}*", ""]
+    for start in README_TABLES:
+        title = next((t for t in sections if t.startswith(start)), None)
+        if title is None:
+            raise KeyError(f"{results_md} has no table titled {start!r}...: was it made by an older reproduction?")
+        lines += [f"**{title}**", "", sections[title], ""]
+    lines.append(README_END)
+    return "\n".join(lines)
+
+
+def update_readme(readme: str | os.PathLike, results_md: str | os.PathLike) -> bool:
+    """Replace the generated block of ``readme`` with :func:`readme_block` of ``results_md``; True if it changed."""
+    text = Path(readme).read_text(encoding="utf-8")
+    if README_BEGIN not in text or README_END not in text:
+        raise ValueError(f"{readme} has no generated Results block ({README_BEGIN} ... {README_END})")
+    before, rest = text.split(README_BEGIN, 1)
+    _, after = rest.split(README_END, 1)
+    new = before + readme_block(results_md) + after
+    if new != text:
+        atomic_write_text(readme, new)
+    return new != text
+
+
+if __name__ == "__main__":  # python -m msvssm.results README.md docs/results_cpu.md
+    import sys
+
+    changed = update_readme(sys.argv[1], sys.argv[2])
+    print(f"{sys.argv[1]}: Results block {'updated' if changed else 'already up to date'} from {sys.argv[2]}")

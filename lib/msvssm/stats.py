@@ -146,11 +146,89 @@ def seeds_needed(effect: float, sd: float, alpha: float = 0.05, power: float = 0
     if effect == 0 or sd <= 0:
         raise ValueError("the effect must be non-zero and the spread positive")
     d = abs(effect) / sd
-    for n in range(2, max_n + 1):
+
+    def achieved(n: int) -> float:
         df = n - 1 if paired else 2 * n - 2
         nc = d * math.sqrt(n) if paired else d * math.sqrt(n / 2)
         crit = stats.t.ppf(1 - alpha / 2, df)
-        achieved = 1 - stats.nct.cdf(crit, df, nc) + stats.nct.cdf(-crit, df, nc)
-        if achieved >= power:
-            return n
-    raise ValueError(f"more than {max_n} seeds")
+        return 1 - stats.nct.cdf(crit, df, nc) + stats.nct.cdf(-crit, df, nc)
+
+    high = 2  # power grows with n: double until it is reached (huge n would overflow the noncentral t), then bisect
+    while achieved(high) < power:
+        if high >= max_n:
+            raise ValueError(f"more than {max_n} seeds")
+        high = min(2 * high, max_n)
+    low = max(1, high // 2)  # achieved(low) < power, or low = 1 (no test with one seed)
+    while high - low > 1:
+        mid = (low + high) // 2
+        if achieved(mid) >= power:
+            high = mid
+        else:
+            low = mid
+    return high
+
+
+def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): the t interval of the mean over seeds. One seed has no known spread: nan bounds
+    (not 0: the standard deviation of one value is undefined, not zero)."""
+    stats = _scipy_stats()
+    v = np.asarray(values, dtype=float)
+    if len(v) == 0:
+        raise ValueError("no values")
+    mean = float(v.mean())
+    if len(v) < 2:
+        return mean, float("nan"), float("nan")
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
+    return mean, mean - half, mean + half
+
+
+def paired_steps(per_run: pd.DataFrame, order: Sequence[str], metric: str = "accuracy", against: str | None = None,
+                 name: str = "name", seed: str = "seed", confidence: float = 0.95, alpha: float = 0.05) -> pd.DataFrame:
+    """Rows compared per seed: each consecutive pair of ``order`` (an ablation's steps), or each row against
+    ``against`` (a baseline table). One line per comparison: the seeds both rows have, the mean difference
+    (second - first) with its paired t interval, t test and sign test p-values, and the paired test's verdict.
+    """
+    pairs = ([(a, b) for a, b in zip(order[:-1], order[1:])] if against is None
+             else [(row, against) for row in order if row != against])
+    out = []
+    for a, b in pairs:
+        diffs = paired_differences(per_run, a, b, metric, name=name, seed=seed)
+        test = paired_seed_test(diffs["diff"], confidence)
+        out.append({"step": f"{a} -> {b}", "seeds": test.n, "mean_diff": test.mean_diff,
+                    "ci_low": test.ci_low, "ci_high": test.ci_high, "sd_diff": test.sd_diff, "t": test.t,
+                    "p_t": test.p_t, "positive": test.positive, "p_sign": test.p_sign,
+                    "verdict": test.verdict(alpha)})
+    return pd.DataFrame(out)
+
+
+def label_smoothing_floor(smoothing: float, classes: int) -> float:
+    """The lowest training loss cross-entropy with label smoothing can reach: the entropy of the smoothed
+    target (1 - ε + ε/K on the true class, ε/K on each other). A training curve flattening there has fitted
+    the training images perfectly; it cannot go to 0."""
+    if not 0 <= smoothing < 1 or classes < 2:
+        raise ValueError(f"smoothing={smoothing} must be in [0, 1) and classes={classes} >= 2")
+    if smoothing == 0:
+        return 0.0
+    on, off = 1 - smoothing + smoothing / classes, smoothing / classes
+    return float(-(on * math.log(on) + (classes - 1) * off * math.log(off)))
+
+
+def calibration_table(confidence: Sequence[float], correct: Sequence[bool], bins: int = 10) -> pd.DataFrame:
+    """Top-label reliability: the predictions binned by their confidence (the largest softmax probability) into
+    ``bins`` equal-width bins over [0, 1]; per non-empty bin its count, mean confidence and accuracy."""
+    conf = np.asarray(confidence, dtype=float)
+    hit = np.asarray(correct, dtype=float)
+    if conf.shape != hit.shape or conf.ndim != 1 or len(conf) == 0:
+        raise ValueError("confidence and correct must be two 1-d sequences of one length")
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)  # (0.9, 1.0] -> last bin
+    rows = [{"low": edges[b], "high": edges[b + 1], "count": int((which == b).sum()),
+             "confidence": float(conf[which == b].mean()), "accuracy": float(hit[which == b].mean())}
+            for b in range(bins) if (which == b).any()]
+    return pd.DataFrame(rows)
+
+
+def expected_calibration_error(table: pd.DataFrame) -> float:
+    """ECE of a :func:`calibration_table`: Σ_bins (count / n) · |accuracy - confidence|."""
+    weights = table["count"] / table["count"].sum()
+    return float((weights * (table["accuracy"] - table["confidence"]).abs()).sum())

@@ -16,6 +16,9 @@ Parts (a run may belong to several: a run folder is keyed by its inputs, so it i
     ablation    Table 3: VSSM, +SE-SS2D, +Layer Scale, +DSPP (= MS-VSSM) over the seeds (08; 11 reads VSSM)
     baselines   Tables 2/4: RepViT, DilateFormer, VSSM, MS-VSSM over the seeds (09)
     protocols   VSSM and MS-VSSM under the frame (the seeds), trial and subject splits (other seeds) (10)
+    chaos       MS-VSSM, first seed, with SS2D's scan composed of separate steps instead of the fused kernel: the
+                same function to float rounding, trained again (08); CPU profiles only (on a GPU the scan is
+                mamba-ssm's kernel either way, so the two rows would be one computation)
 
 Seeds: smoke 0,1 (trial/subject: 0), cpu 0,1,2 (trial/subject: 0), gpu 0,1,2 for every split.
 """
@@ -34,7 +37,7 @@ from .sweep import Launcher, Sweep, train_planned
 
 log = get_logger("plan")
 
-PARTS = ("training", "ablation", "baselines", "protocols")
+PARTS = ("training", "ablation", "baselines", "protocols", "chaos")
 PROTOCOLS = ("frame", "trial", "subject")
 
 
@@ -138,6 +141,9 @@ class CoursePlan:
             sweep = Sweep(self.runs_root, self.base)
             for name, model in self.baseline_models().items():
                 sweep.add(name, model=model)
+        elif part == "chaos":
+            sweep = (Sweep(self.runs_root, self.base).add("MS-VSSM (fused scan)", model=self.full_model)
+                     .add("MS-VSSM (composed scan)", model=self.full_model, model_kwargs={"fused_scan": False}))
         elif part == "protocols":
             if protocol not in PROTOCOLS:
                 raise ValueError(f"protocol={protocol!r}: choose one of {PROTOCOLS}")
@@ -154,7 +160,7 @@ class CoursePlan:
         return sweep
 
     def seeds_for(self, part: str, protocol: str = "frame") -> list[int]:
-        if part == "training":
+        if part in ("training", "chaos"):
             return self.seeds[:1]
         if part == "protocols" and protocol != "frame":
             return list(self.other_seeds)
@@ -165,6 +171,8 @@ class CoursePlan:
         out = [(part, self.sweep(part), self.seeds_for(part)) for part in ("training", "ablation", "baselines")]
         out += [(f"protocols/{p}", self.sweep("protocols", p), self.seeds_for("protocols", p))
                 for p in self.trained_protocols]
+        if self.profile != "gpu":
+            out.append(("chaos", self.sweep("chaos"), self.seeds_for("chaos")))
         return out
 
     def runs(self, jobs: int = 1) -> list[tuple[str, int, TrainConfig, dict[str, Any]]]:
@@ -197,12 +205,14 @@ def course_plan(profile: str, faces: str | os.PathLike, runs_root: str | os.Path
     """The plan of ``profile`` on the preprocessed ``faces``, its runs cached under ``runs_root``.
 
     ``seeds`` / ``other_seeds``: a notebook's parameters (empty: the profile's); ``config_changes``:
-    fields of every run's config changed (e.g. ``device="cpu"`` for a test)."""
+    fields of every run's config changed (e.g. ``device="cpu"`` for a test). Both folders are made absolute:
+    a run's ``config.json`` keeps its data folder, and notebooks read it from another working directory."""
+    faces, runs_root = Path(faces).resolve(), Path(runs_root).resolve()
     base = TrainConfig.from_profile(profile, data=str(faces), **config_changes)
     # The smoke data's 3 participants: a subject split puts one person on each side, and no smoke participant
     # shows all four classes, so the smoke profile trains the frame and trial splits only (notebook 10 says so).
     trained = ["frame", "trial"] if profile == "smoke" else list(PROTOCOLS)
-    return CoursePlan(profile=profile, faces=Path(faces), runs_root=Path(runs_root),
+    return CoursePlan(profile=profile, faces=faces, runs_root=runs_root,
                       seeds=parse_seeds(seeds, default_seeds(profile)),
                       other_seeds=parse_seeds(other_seeds, default_other_seeds(profile)),
                       base=base, trained_protocols=trained)
