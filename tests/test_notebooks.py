@@ -134,6 +134,8 @@ def check_site(smoke_dirs: dict, tmp_path: Path) -> None:
             assert re.search(r'\balt="[^"]+"', img), f"{name}: an image without alternative text"
         if name.startswith(tuple(nb.stem for nb in NOTEBOOKS)):
             assert 'href="index.html"' in text and '<nav class="toc">' in text, f"{name}: no navigation"
+    assert "This page was executed with: <code>profile = &#x27;smoke&#x27;" in pages["02_selective_scan.html"], \
+        "each page says which profile produced it (its own parameters cell shows the defaults)"
     assert "<math" in pages["02_selective_scan.html"] and "$$" not in pages["02_selective_scan.html"], \
         "the selective scan's equations are MathML, not raw LaTeX"
     assert 'href="03_ss2d.html"' in pages["02_selective_scan.html"] and 'href="01_data_pipeline.html"' in pages["02_selective_scan.html"]

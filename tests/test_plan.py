@@ -107,12 +107,14 @@ def test_reproduce_trains_the_plan_before_the_notebooks(tmp_path, monkeypatch):
 
     calls = []
     monkeypatch.setattr("msvssm.data.prepare.prepare_faces", lambda *a, **k: tmp_path / "faces")
-    monkeypatch.setattr(reproduce, "train_plan", lambda profile, faces, root, jobs: calls.append(("plan", jobs)) or 0)
+    monkeypatch.setattr(reproduce, "train_plan",
+                        lambda profile, faces, root, jobs, parts: calls.append(("plan", jobs, tuple(parts))) or 0)
     monkeypatch.setattr(reproduce, "run_notebook", lambda nb, out, params: calls.append(("nb", nb.name)) or out / nb.name)
     monkeypatch.setattr("msvssm.results.collect", lambda *a, **k: tmp_path / "results.md")
     nbs = [str(tmp_path / "08_ablation.ipynb"), str(tmp_path / "09_baselines.ipynb")]
     assert reproduce.main(["--profile", "cpu", "--data", str(tmp_path), "--jobs", "3", *nbs]) == 0
-    assert calls == [("plan", 3), ("nb", "08_ablation.ipynb"), ("nb", "09_baselines.ipynb")]
+    assert calls == [("plan", 3, ("ablation", "baselines", "chaos")), ("nb", "08_ablation.ipynb"),
+                     ("nb", "09_baselines.ipynb")], "only the parts the notebooks about to run read"
     calls.clear()
     assert reproduce.main(["--profile", "cpu", "--data", str(tmp_path), "--jobs", "0", *nbs]) == 0
     assert calls[0] == ("nb", "08_ablation.ipynb"), "--jobs 0: the notebooks train what they need"
@@ -138,7 +140,7 @@ def test_a_sweep_of_several_jobs_keys_each_run_by_its_share_of_the_cores(faces, 
     from msvssm.train import TrainConfig
     from msvssm.train.sweep import Sweep, job_resources
 
-    base = TrainConfig.from_profile("smoke", data=str(faces), device="cpu")
+    base = TrainConfig.from_profile("smoke", data=str(faces), device="cpu", threads=0)  # torch's default count
     sweep = Sweep(tmp_path, base).add("A", model="vssm_nano")
     (_, _, one, inputs_one), = sweep.planned([0])
     (_, _, two, inputs_two), = sweep.planned([0], jobs=2)
@@ -146,6 +148,18 @@ def test_a_sweep_of_several_jobs_keys_each_run_by_its_share_of_the_cores(faces, 
     assert inputs_one["runtime"]["cpu_threads"] == torch.get_num_threads()
     assert inputs_two["runtime"]["cpu_threads"] == two.threads
     assert (one.out == two.out) == (torch.get_num_threads() == two.threads)
+
+
+def test_parts_select_the_runs_of_the_notebooks_that_read_them(faces):
+    from msvssm.train.plan import NOTEBOOK_PARTS, PARTS
+
+    plan = course_plan("cpu", faces, faces.parent / "runs")
+    assert {p for parts in NOTEBOOK_PARTS.values() for p in parts} == set(PARTS)
+    assert len(plan.runs(parts=["training"])) == 1 and len(plan.runs(parts=["chaos"])) == 2
+    assert len(plan.runs(parts=["baselines"])) == 12 and len(plan.runs()) == 23
+    assert plan.runs()[0][2].model_kwargs == {"fused_scan": False}, "the slowest run (composed scan) starts first"
+    with pytest.raises(ValueError, match="unknown part"):
+        plan.runs(parts=["tables"])
 
 
 def test_the_plan_keeps_absolute_folders_so_notebooks_in_another_directory_find_the_data(faces, monkeypatch):

@@ -28,10 +28,10 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {
-    "smoke": Profile("smoke", "tiny", 32, 64, "nano", 8, 1, 2, "cpu", jobs=1, threads=0),
-    # 15 epochs: docs/training_study.md. Two runs of one thread at once: 1.16x the speed of one run of two
-    # threads on 2 cores (benchmarks/bench_sweep.py), and one thread per run makes a run's numbers the same on
-    # any machine and beside any number of other runs.
+    "smoke": Profile("smoke", "tiny", 32, 64, "nano", 8, 1, 2, "cpu", jobs=1, threads=1),
+    # smoke and cpu pin one thread a run: a run's key and numbers are then the same on any machine and with any
+    # --jobs (on a CPU the thread count is a run input). cpu: 15 epochs (docs/training_study.md); two runs of one
+    # thread at once: 1.16x the speed of one run of two threads on 2 cores (benchmarks/bench_sweep.py).
     "cpu": Profile("cpu", "default", 64, 128, "nano", 32, 15, 8, "cpu", jobs=2, threads=1),
     "gpu": Profile("gpu", "deap", 224, 224, "tiny", 64, 300, 64, "cuda", jobs=0, threads=0),
 }

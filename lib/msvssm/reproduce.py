@@ -25,7 +25,6 @@ from .utils import atomic_path, get_logger, git_commit, setup_logging
 
 log = get_logger("reproduce")
 REPO = Path(__file__).resolve().parents[2]
-PLAN_READERS = {"03", "04", "05", "07", "08", "09", "10", "11"}  # notebooks that read the plan's runs
 
 
 def run_notebook(source: Path, out_dir: Path, parameters: dict, cwd: Path | None = None) -> Path:
@@ -88,8 +87,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     log.info("profile %s: preparing data in %s", profile.name, args.data)
     faces = prepare_faces(args.data, profile, deap_root=args.deap_root)
-    if args.jobs != 0 and any(nb.name[:2] in PLAN_READERS for nb in notebooks):
-        failed = train_plan(profile.name, faces, Path(args.data) / "runs", args.jobs)
+    from .train.plan import NOTEBOOK_PARTS
+
+    parts = sorted({part for nb in notebooks for part in NOTEBOOK_PARTS.get(nb.name[:2], ())})
+    if args.jobs != 0 and parts:
+        failed = train_plan(profile.name, faces, Path(args.data) / "runs", args.jobs, parts)
         if failed:
             return 1
     results_dir = args.results.with_suffix("")  # build/results/: one fragment per recorded result
@@ -125,15 +127,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def train_plan(profile: str, faces: Path, runs_root: Path, jobs: int | None) -> int:
-    """Train the course plan's missing runs, ``jobs`` at once (None: the profile's); returns how many failed."""
+def train_plan(profile: str, faces: Path, runs_root: Path, jobs: int | None, parts=None) -> int:
+    """Train the course plan's missing runs (of ``parts``: those the notebooks about to run read), ``jobs`` at once
+    (None: the profile's); returns how many failed."""
     from .train.plan import course_plan, default_jobs
     from .train.sweep import SweepError
 
     jobs = default_jobs(profile) if jobs is None else jobs
     t0 = time.perf_counter()
     try:
-        course_plan(profile, faces, runs_root).train(jobs=jobs)
+        course_plan(profile, faces, runs_root).train(jobs=jobs, parts=parts)
     except SweepError as err:
         log.error("training the plan: %s", err)
         log.error("each failed run's log is in %s; the notebooks did not run", runs_root / "logs")

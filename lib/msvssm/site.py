@@ -37,13 +37,14 @@ body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0;
 nav.site { background: #f3f4f6; border-bottom: 1px solid #d1d5db; padding: 0.5em 1.2em; font-size: 0.95em; }
 nav.site a { margin-right: 1.2em; }
 nav.toc { border: 1px solid #d1d5db; background: #fafafa; padding: 0.6em 1.2em; margin: 1em 1.2em; font-size: 0.9em; }
-nav.toc ol { margin: 0.3em 0; padding-left: 1.4em; }
+nav.toc ul { margin: 0.3em 0; padding-left: 1.4em; list-style: none; }
 main.page { max-width: 1100px; margin: 0 auto; padding: 0 1.2em 3em; }
 table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.9em; }
 th, td { border: 1px solid #d1d5db; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
 figure.gallery { display: inline-block; width: 31%; margin: 0.5em 1%; vertical-align: top; font-size: 0.85em; }
 figure.gallery img { width: 100%; border: 1px solid #e5e7eb; }
 math[display="block"] { margin: 0.6em 0; }
+p.ran-with { margin: 0.6em 1.2em; font-size: 0.9em; color: #374151; }
 """
 
 
@@ -83,25 +84,29 @@ def _scrub_paths(text: str, replacements: dict[str, str]) -> str:
     return text
 
 
-def clean_notebook(nb) -> tuple[object, dict[str, str]]:
+def clean_notebook(nb) -> tuple[object, list[str], dict[str, str]]:
     """Remove papermill's injected-parameters cell, machine paths, stderr and widget outputs; give every output
-    image alternative text (metadata ``alt``). Returns the notebook and {alt text by image prefix}."""
+    image alternative text. Returns the notebook, the alt texts of its output images in order, and the values
+    papermill injected (paths replaced by the names of what they are), for the page's banner."""
     import ast
 
     replacements = {str(REPO) + "/": "", str(REPO): "."}
+    injected: dict[str, str] = {}
     kept = []
     for cell in nb.cells:
         if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
-            for node in ast.parse(cell.source).body:  # the values papermill injected: this machine's paths
-                if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            for node in ast.parse(cell.source).body:  # the values papermill injected: the run's profile, machine paths
+                if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant):
                     name, value = node.targets[0].id, node.value.value
-                    if name in PATH_PARAMETERS and value.startswith("/"):
+                    if name in PATH_PARAMETERS and isinstance(value, str) and value.startswith("/"):
                         replacements[value.rstrip("/")] = PATH_PARAMETERS[name]
                         replacements[str(Path(value).resolve())] = PATH_PARAMETERS[name]
+                        value = PATH_PARAMETERS[name]
+                    injected[name] = repr(value)
             continue
         kept.append(cell)
     nb.cells = kept
-    alts: dict[str, str] = {}
+    alts: list[str] = []
     section = nb.metadata.get("title", "")
     for cell in nb.cells:
         if cell.cell_type == "markdown":
@@ -128,14 +133,13 @@ def clean_notebook(nb) -> tuple[object, dict[str, str]]:
             if "image/png" in data:
                 name = figures.pop(0) if figures else ""
                 alt = f"Figure {name}: {section}" if name else f"Output figure: {section}"
-                out.setdefault("metadata", {})["alt"] = alt
-                alts[data["image/png"].strip()[:80]] = alt
+                alts.append(alt)
             outputs.append(out)
         cell.outputs = outputs
     for cell in nb.cells:
         if cell.cell_type == "markdown":
             cell.source = markdown_math_to_mathml(cell.source)
-    return nb, alts
+    return nb, alts, injected
 
 
 _REMOTE_TAG = re.compile(r"<script[^>]*\bsrc=[\"']https?://[^>]*>\s*</script>|<link[^>]*\bhref=[\"']https?://[^>]*>", re.I)
@@ -148,22 +152,25 @@ def notebook_page(path: Path, nav: dict[str, str], route: list[tuple[str, str]])
     from nbconvert import HTMLExporter
 
     nb = nbformat.read(path, as_version=4)
-    nb, alts = clean_notebook(nb)
+    nb, alts, injected = clean_notebook(nb)
     exporter = HTMLExporter(template_name="lab")
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": path.stem}})
     body = _MATHJAX_BLOCK.sub("", body)
     body = _REMOTE_TAG.sub("", body)
     body = re.sub(r"<script[^>]*require[^>]*>\s*</script>", "", body)
-    for prefix, alt in alts.items():  # nbconvert's template writes no alt: add each image's
-        body = body.replace(f'<img src="data:image/png;base64,{prefix}', f'<img alt="{html.escape(alt)}" '
-                            f'src="data:image/png;base64,{prefix}', 1)
+    images = iter(alts)  # nbconvert's template writes no alt: each output image in turn gets its own
+    body = re.sub(r'<img src="data:image/png', lambda m: f'<img alt="{html.escape(next(images, "Output figure"))}" '
+                  'src="data:image/png', body)
     headings = re.findall(r'<h2 id="([^"]+)">(.*?)<a class="anchor-link"', body)
     toc = "".join(f'<li><a href="#{h_id}">{re.sub(r"<[^>]+>", "", text)}</a></li>' for h_id, text in headings)
     bar = _nav_bar(nav, route)
     head_extra = f"<style>{CSS}</style>"
     body = body.replace("</head>", head_extra + "</head>", 1)
-    contents = f'<nav class="toc"><strong>Contents</strong><ol>{toc}</ol></nav>' if toc else ""
-    body = re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + bar + contents, body, count=1)
+    contents = f'<nav class="toc"><strong>Contents</strong><ul>{toc}</ul></nav>' if toc else ""
+    ran_with = (", ".join(f"{k} = {html.escape(v)}" for k, v in injected.items()) if injected
+                else "the notebook's own parameters (not run by papermill)")
+    banner = f'<p class="ran-with">This page was executed with: <code>{ran_with}</code>.</p>'
+    body = re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + bar + banner + contents, body, count=1)
     body = body.replace("</body>", bar + "</body>", 1)
     body = re.sub(r'href="(?:\.\./)?(\d\d_[a-z0-9_]+)\.ipynb', r'href="\1.html', body)  # links between notebooks
     body = re.sub(r'href="\.\./docs/([A-Za-z0-9_\-]+)\.md', r'href="docs/\1.html', body)  # the docs, rendered beside
@@ -276,7 +283,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--figures", type=Path, default=REPO / "figures")
     args = parser.parse_args(argv)
     setup_logging()
-    index = build_site(args.notebooks, args.out, args.results, figures=args.figures)
+    try:
+        index = build_site(args.notebooks, args.out, args.results, figures=args.figures)
+    except FileNotFoundError as err:
+        print(f"msvssm.site: {err}", file=sys.stderr)
+        return 1
     print(f"site: {index} (open it in a browser; it needs no network)")
     return 0
 

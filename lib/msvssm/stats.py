@@ -194,7 +194,7 @@ def paired_steps(per_run: pd.DataFrame, order: Sequence[str], metric: str = "acc
     for a, b in pairs:
         diffs = paired_differences(per_run, a, b, metric, name=name, seed=seed)
         test = paired_seed_test(diffs["diff"], confidence)
-        out.append({"step": f"{a} -> {b}", "seeds": test.n, "mean_diff": test.mean_diff,
+        out.append({"step": f"{a} -> {b}" if against is None else f"{b} vs {a}", "a": a, "b": b, "seeds": test.n, "mean_diff": test.mean_diff,
                     "ci_low": test.ci_low, "ci_high": test.ci_high, "sd_diff": test.sd_diff, "t": test.t,
                     "p_t": test.p_t, "positive": test.positive, "p_sign": test.p_sign,
                     "verdict": test.verdict(alpha)})

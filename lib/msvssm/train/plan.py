@@ -38,6 +38,9 @@ from .sweep import Launcher, Sweep, train_planned
 log = get_logger("plan")
 
 PARTS = ("training", "ablation", "baselines", "protocols", "chaos")
+# The parts each notebook reads (make reproduce trains those of the notebooks it runs).
+NOTEBOOK_PARTS = {"03": ("training",), "04": ("training",), "05": ("training",), "07": ("training",),
+                  "08": ("ablation", "chaos"), "09": ("baselines",), "10": ("protocols",), "11": ("training", "ablation")}
 PROTOCOLS = ("frame", "trial", "subject")
 
 
@@ -166,8 +169,13 @@ class CoursePlan:
             return list(self.other_seeds)
         return list(self.seeds)
 
-    def sweeps(self) -> list[tuple[str, Sweep, list[int]]]:
-        """Every (label, sweep, seeds) of the plan, in the notebooks' order."""
+    def sweeps(self, parts: Sequence[str] | None = None) -> list[tuple[str, Sweep, list[int]]]:
+        """Every (label, sweep, seeds) of the plan, in the notebooks' order (``parts``: only these parts)."""
+        if parts is not None:
+            unknown = sorted(set(parts) - set(PARTS))
+            if unknown:
+                raise ValueError(f"unknown part(s) {unknown}; the parts: {PARTS}")
+            return [s for s in self.sweeps() if s[0].split("/")[0] in parts]
         out = [(part, self.sweep(part), self.seeds_for(part)) for part in ("training", "ablation", "baselines")]
         out += [(f"protocols/{p}", self.sweep("protocols", p), self.seeds_for("protocols", p))
                 for p in self.trained_protocols]
@@ -175,7 +183,7 @@ class CoursePlan:
             out.append(("chaos", self.sweep("chaos"), self.seeds_for("chaos")))
         return out
 
-    def runs(self, jobs: int = 1) -> list[tuple[str, int, TrainConfig, dict[str, Any]]]:
+    def runs(self, jobs: int = 1, parts: Sequence[str] | None = None) -> list[tuple[str, int, TrainConfig, dict[str, Any]]]:
         """Every distinct run of the plan (row label, seed, config with its run folder, its inputs), the
         longest first (``jobs``: as :meth:`Sweep.planned`).
 
@@ -183,17 +191,23 @@ class CoursePlan:
         jobs do not end with one long run alone: MS-VSSM variants (the scan with SE, DSPP) first,
         the plain VSSM last (about 1.6x faster per run on the cpu profile)."""
         seen: dict[str, tuple[str, int, TrainConfig, dict[str, Any]]] = {}
-        for label, sweep, seeds in self.sweeps():
+        for label, sweep, seeds in self.sweeps(parts):
             for name, seed, cfg, inputs in sweep.planned(seeds, jobs=jobs):
                 seen.setdefault(cfg.out, (f"{label}: {name}", seed, cfg, inputs))
         rank = {"msvssm": 0, "dilateformer": 1, "repvit": 1, "vssm": 2}
-        return sorted(seen.values(), key=lambda r: (rank.get(r[2].model.split("_")[0], 1), r[2].split != "frame"))
 
-    def train(self, jobs: int = 1, launcher: Launcher | None = None, progress: bool = False) -> None:
-        """Train every run of the plan not finished yet (``jobs`` at once, or through ``launcher``).
+        def cost_rank(run) -> tuple:  # the composed scan is several times slower than the fused one: first of all
+            cfg = run[2]
+            return (-1 if cfg.model_kwargs.get("fused_scan") is False else rank.get(cfg.model.split("_")[0], 1),
+                    cfg.split != "frame")
 
-        Raises :class:`msvssm.train.sweep.SweepError` naming the failed runs once the others are done."""
-        runs = self.runs(jobs if launcher is None else 1)
+        return sorted(seen.values(), key=cost_rank)
+
+    def train(self, jobs: int = 1, launcher: Launcher | None = None, progress: bool = False,
+              parts: Sequence[str] | None = None) -> None:
+        """Train every run of the plan (``parts``: of these parts) not finished yet (``jobs`` at once, or through
+        ``launcher``). Raises :class:`msvssm.train.sweep.SweepError` naming the failed runs once the others are done."""
+        runs = self.runs(jobs if launcher is None else 1, parts)
         log.info("plan %s: %d runs (%s)", self.profile, len(runs),
                  f"{jobs} at once" if launcher is None else f"submitit, {launcher.cluster}")
         train_planned(runs, self.runs_root, jobs=jobs, launcher=launcher, progress=progress)
