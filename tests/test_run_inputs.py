@@ -59,8 +59,9 @@ def test_the_key_follows_the_split_file_and_the_code(data, tmp_path, monkeypatch
     assert run_key(cfg.replace(out=str(tmp_path / "other"), workers=0)) == key  # where it writes, decoders: no
     import torch
 
-    same = torch.get_num_threads()
-    assert run_key(cfg.replace(threads=same)) == key  # 0 means torch's default: the same count, the same key
+    same = cfg.threads or torch.get_num_threads()
+    assert run_key(cfg.replace(threads=0)) == run_key(cfg.replace(threads=torch.get_num_threads()))  # 0: torch's default
+    assert run_key(cfg.replace(threads=same)) == key
     assert run_key(cfg.replace(threads=same + 1)) != key  # another thread count sums in another order
     assert run_key(cfg.replace(lr=cfg.lr * 2)) != key
     monkeypatch.setattr(run_inputs_module, "code_fingerprint", lambda: {**code_fingerprint(), "ops": "edited"})
@@ -188,7 +189,7 @@ def test_the_label_order_and_the_device_are_inputs(data, tmp_path):
     inputs = run_inputs(cfg, split_file_for(cfg))
     import torch
 
-    assert inputs["runtime"] == {"device": "cpu", "amp": "float32", "cpu_threads": torch.get_num_threads()}
+    assert inputs["runtime"] == {"device": "cpu", "amp": "float32", "cpu_threads": cfg.threads or torch.get_num_threads()}
     classes = json.loads((data / "classes.json").read_text()) if (data / "classes.json").exists() else None
     (data / "classes.json").write_text(json.dumps(list(reversed(classes or ["HVHA", "HVLA", "LVHA", "LVLA"]))))
     assert run_key(cfg) != key
