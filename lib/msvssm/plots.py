@@ -189,6 +189,25 @@ def plot_training_curves(history: pd.DataFrame, title: str = "", loss_floor: flo
     return fig
 
 
+def plot_lr_range(table: pd.DataFrame, recipe_lr: float, suggested: float, title: str = "") -> plt.Figure:
+    """The learning-rate range test (:mod:`msvssm.lr_range`): training loss per step against the learning rate
+    (log axis), raw and smoothed, with the recipe's learning rate and the steepest-fall suggestion marked."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    ax.plot(table["lr"], table["loss"], color="tab:blue", alpha=0.3, lw=1, label="loss per batch")
+    ax.plot(table["lr"], table["smoothed"], color="tab:blue", lw=2, label="smoothed")
+    ax.axvline(recipe_lr, color="tab:green", ls="--", lw=1.2, label=f"the recipe's lr {recipe_lr:g}")
+    ax.axvline(suggested, color="tab:red", ls=":", lw=1.2, label=f"steepest fall {suggested:.1e}")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate (raised every batch)")
+    ax.set_ylabel("training loss")
+    low, high = table["smoothed"].min(), table["smoothed"].iloc[: max(3, len(table) // 10)].max()
+    ax.set_ylim(max(0.0, low - 0.2 * (high - low)), high + 0.5 * (high - low))
+    ax.legend(fontsize=7)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 def plot_reliability(table: pd.DataFrame, ece: float, title: str = "") -> plt.Figure:
     """A reliability diagram from :func:`msvssm.stats.calibration_table`: accuracy against mean confidence per bin
     (bars at the bins, the diagonal = perfect calibration), with each bin's share of the images beside it."""
