@@ -72,13 +72,12 @@ def paired_seed_test(diffs: Sequence[float], confidence: float = 0.95) -> Paired
     if n < 2:
         return PairedTest(n, mean, float("nan"), float("nan"), float("nan"), float("nan"), float("nan"),
                           int((d > 0).sum()), float("nan"))
-    sd = float(d.std(ddof=1))
     result = stats.ttest_1samp(d, 0.0)
-    half = stats.t.ppf(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n)
+    _, low, high = mean_interval(d, confidence)
     nonzero = d[d != 0]
     positive = int((nonzero > 0).sum())
     p_sign = float(stats.binomtest(positive, len(nonzero), 0.5).pvalue) if len(nonzero) else 1.0
-    return PairedTest(n, mean, sd, mean - half, mean + half, float(result.statistic), float(result.pvalue),
+    return PairedTest(n, mean, float(d.std(ddof=1)), low, high, float(result.statistic), float(result.pvalue),
                       positive, p_sign)
 
 

@@ -8,6 +8,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..stats import seeds_needed
 from .core import Result, _call, _close, exercise
 
 
@@ -109,32 +110,24 @@ def check_paired_interval(fn: Callable) -> Result:
                   "narrow one even when each row's own spread is wide")
 
 
-def _power_seeds(effect, sd, paired=True, normal=False, two_sided=True):
+def _normal_approximation_seeds(effect, sd):
+    """The z-test count: the smallest n with Φ(δ√n/sd - z_0.975) >= 0.8 (too few seeds when n is small)."""
     from scipy import stats
 
-    d = abs(effect) / sd
-    for n in range(2, 100_000):
-        if normal:
-            z = stats.norm.ppf(1 - 0.05 / 2)
-            if stats.norm.cdf(d * np.sqrt(n) - z) >= 0.8:
-                return n
-            continue
-        df = n - 1 if paired else 2 * n - 2
-        nc = d * np.sqrt(n) if paired else d * np.sqrt(n / 2)
-        crit = stats.t.ppf(1 - 0.05 / (2 if two_sided else 1), df)
-        power = 1 - stats.nct.cdf(crit, df, nc) + (stats.nct.cdf(-crit, df, nc) if two_sided else 0)
-        if power >= 0.8:
-            return n
-    raise ValueError("too many")
+    z = stats.norm.ppf(0.975)
+    n = 2
+    while stats.norm.cdf(abs(effect) / sd * np.sqrt(n) - z) < 0.8:
+        n += 1
+    return n
 
 
 _SEED_CASES = ((0.019, 0.019), (0.01, 0.02), (0.006, 0.024))
 _SEED_MISTAKES = (
-    (lambda e, s: _power_seeds(e, s, normal=True), "that is the normal approximation: with few seeds the t "
+    (_normal_approximation_seeds, "that is the normal approximation: with few seeds the t "
                                                   "distribution's heavier tails need more (use scipy.stats.nct)"),
-    (lambda e, s: _power_seeds(e, s, paired=False), "that is the unpaired count (two rows of n seeds each): here sd "
+    (lambda e, s: seeds_needed(e, s, paired=False), "that is the unpaired count (two rows of n seeds each): here sd "
                                                    "is the std of the per-seed differences, a one-sample t test"),
-    (lambda e, s: _power_seeds(e, s, two_sided=False), "that is a one-sided test: a step could also hurt, test both "
+    (lambda e, s: seeds_needed(e, s, alpha=0.1), "that is a one-sided test: a step could also hurt, test both "
                                                       "sides (alpha / 2 in each tail)"),
 )
 
@@ -149,7 +142,7 @@ def check_seeds_needed(fn: Callable) -> Result:
         got, err = _call_own(fn, ("msvssm.stats",), effect, sd)
         if err:
             return False, err
-        want = _power_seeds(effect, sd)
+        want = seeds_needed(effect, sd)
         try:
             n = int(got)
         except (TypeError, ValueError):

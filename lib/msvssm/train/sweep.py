@@ -353,27 +353,28 @@ def summarise(per_run: pd.DataFrame, by: Iterable[str] = ("name",), confidence: 
 def format_mean_std(table: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
     """``accuracy`` and ``weighted_f1`` as 'mean ± std' strings, for Markdown; one seed has no spread:
     'value (1 seed)'."""
-    shown = table.copy()
-    seeds = shown["seeds"] if "seeds" in shown else pd.Series(2, index=shown.index)
-    for m in METRICS:
-        if f"{m}_mean" in shown:
-            shown[m] = [f"{a:.{digits}f} ± {s:.{digits}f}" if n > 1 else f"{a:.{digits}f} (1 seed)"
-                        for a, s, n in zip(shown[f"{m}_mean"], shown[f"{m}_std"], seeds)]
-            shown = shown.drop(columns=[c for c in (f"{m}_mean", f"{m}_std", f"{m}_ci_low", f"{m}_ci_high")
-                                        if c in shown])
-    return shown
+    return _format_metrics(table, lambda t, m, d: [f"{a:.{d}f} ± {s:.{d}f}" for a, s in zip(t[f"{m}_mean"], t[f"{m}_std"])],
+                           digits)
 
 
 def format_mean_ci(table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     """``accuracy`` and ``weighted_f1`` as 'mean [low, high]' (the 95 % t interval over seeds), for Markdown;
     one seed: 'value (1 seed)'. With 3 seeds the interval is wide (t = 4.30): that is what 3 seeds know."""
+    return _format_metrics(table, lambda t, m, d: [f"{a:.{d}f} [{lo:.{d}f}, {hi:.{d}f}]" for a, lo, hi in
+                                                   zip(t[f"{m}_mean"], t[f"{m}_ci_low"], t[f"{m}_ci_high"])], digits)
+
+
+def _format_metrics(table: pd.DataFrame, cells, digits: int) -> pd.DataFrame:
+    """Each metric of a :func:`summarise` table as one text column (``cells(table, metric, digits)``; rows of one
+    seed read 'value (1 seed)'), its numeric columns dropped."""
     shown = table.copy()
+    seeds = shown["seeds"] if "seeds" in shown else pd.Series(2, index=shown.index)
     for m in METRICS:
         if f"{m}_mean" in shown:
-            shown[m] = [f"{a:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]" if n > 1 else f"{a:.{digits}f} (1 seed)"
-                        for a, lo, hi, n in zip(shown[f"{m}_mean"], shown[f"{m}_ci_low"], shown[f"{m}_ci_high"],
-                                                shown["seeds"])]
-            shown = shown.drop(columns=[f"{m}_mean", f"{m}_std", f"{m}_ci_low", f"{m}_ci_high"])
+            shown[m] = [text if n > 1 else f"{a:.{digits}f} (1 seed)"
+                        for text, a, n in zip(cells(shown, m, digits), shown[f"{m}_mean"], seeds)]
+            shown = shown.drop(columns=[c for c in (f"{m}_mean", f"{m}_std", f"{m}_ci_low", f"{m}_ci_high")
+                                        if c in shown])
     return shown
 
 
