@@ -209,6 +209,30 @@ def test_classical_floor_beats_the_majority_on_a_frame_split():
     assert scores["weighted_f1"] > chance["weighted_f1"]
 
 
+def test_floor_predictions_score_every_test_image_of_each_fold_once(tmp_path):
+    """Over the K files of a cross-validation, each image is on the test side of exactly one fold; the constant
+    guess answers the most frequent training label of its own fold; floors_on_split is the same table scored."""
+    from msvssm.classical import floor_predictions, floors_on_split
+    from msvssm.data import make_quadrant_folder, read_classes
+    from msvssm.data.splits import make_splits, read_split
+
+    data = make_quadrant_folder(tmp_path / "data", 6, 6, 40, 0)
+    files = make_splits(data, "subject", folds=3)
+    table = floor_predictions(data, files)
+    assert set(table["floor"]) == {"HOG + logistic", "constant guess"}
+    for floor, rows in table.groupby("floor"):
+        assert rows["path"].is_unique and len(rows) == len(read_split(files[0])), f"{floor}: every image once"
+    for f in files:
+        split = read_split(f)
+        train = split.loc[split["split"] == "train", "label"]
+        guess = table[(table["split_file"] == f.name) & (table["floor"] == "constant guess")]["pred"]
+        assert set(guess) == {train.value_counts().sort_index().idxmax()}
+        scored = floors_on_split(data, f, read_classes(data))
+        rows = table[(table["split_file"] == f.name)]
+        for floor in scored:
+            assert scored[floor]["accuracy"] == pytest.approx(rows.loc[rows["floor"] == floor, "correct"].mean())
+
+
 def test_classical_floor_with_string_labels_and_pixels():
     from msvssm.classical import ClassicalBaseline, extract_features
 

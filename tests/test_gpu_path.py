@@ -222,5 +222,5 @@ def test_make_reproduce_gpu_dry_run_on_the_cpu(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0, out
     assert "dry run of msvssm_tiny at 224 px on cpu" in out and "restored: exactly" in out
-    assert (tmp_path / "data" / "faces-synth-tiny-224" / "manifest.csv").exists()
+    assert (tmp_path / "data" / "faces-synth-smoke-224" / "manifest.csv").exists()
     assert not (tmp_path / "data" / "runs").exists() and not (Path("build") / "notebooks" / "x").exists()

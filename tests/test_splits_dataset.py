@@ -98,7 +98,23 @@ def test_subject_folds(fake_data):
     with pytest.raises(SplitError):
         make_splits(fake_data, "subject", folds=11)
     with pytest.raises(SplitError):
-        make_splits(fake_data, "trial", folds=3)
+        make_splits(fake_data, "frame", folds=3)
+
+
+def test_trial_folds_test_every_video_once_and_keep_videos_together(fake_data):
+    paths = make_splits(fake_data, "trial", seed=0, folds=3)
+    assert [p.name for p in paths] == [f"trial_k3_fold{f}_seed0.csv" for f in range(3)]
+    tested = []
+    for p in paths:
+        df = read_split(p)
+        videos = df["participant"] + "/" + df["trial"]
+        assert (df.assign(v=videos).groupby("v")["split"].nunique() == 1).all()  # a video on one side only
+        assert (df["split"] == "val").any() and (df["split"] == "train").any()
+        tested += list(videos[df["split"] == "test"].unique())
+    every_video = read_split(paths[0]).pipe(lambda d: (d["participant"] + "/" + d["trial"]).unique())
+    assert sorted(tested) == sorted(every_video)  # each video tested exactly once over the folds
+    with pytest.raises(SplitError, match="number of videos"):
+        make_splits(fake_data, "trial", folds=10_000)
 
 
 def test_splits_deterministic(fake_data):

@@ -70,6 +70,32 @@ def test_cluster_bootstrap_is_wider_than_treating_crops_as_independent():
         stats.cluster_bootstrap(correct[:100], groups[:100])
 
 
+def test_paired_cluster_difference_counts_people_not_crops():
+    """b beats a by 0.2 on each of 8 people: the sign test sees 8 of 8 (p = 2/256); one person with many crops
+    where b is worse does not outvote the others, and the interval is over people."""
+    from scipy.stats import binomtest
+
+    rng = np.random.default_rng(0)
+    groups, a, b = [], [], []
+    for person in range(8):
+        n = 400 if person == 0 else 20
+        truth_a = rng.random(n) < 0.5
+        groups += [f"p{person}"] * n
+        a += list(truth_a)
+        b += list(truth_a if person == 0 else truth_a | (rng.random(n) < 0.4))
+    a, b = np.array(a), np.array(b)
+    b[:40] = False  # person 0: b worse on 40 crops
+    out = stats.paired_cluster_difference(a, b, groups)
+    assert out["groups"] == 8 and out["b_better"] == 7 and out["a_better"] == 1
+    assert out["p_sign"] == pytest.approx(binomtest(7, 8, 0.5).pvalue)
+    assert out["difference"] == pytest.approx(b.mean() - a.mean())
+    assert out["ci_low"] < out["difference"] < out["ci_high"]
+    same = stats.paired_cluster_difference(a, a, groups)
+    assert (same["difference"], same["b_better"], same["a_better"], same["p_sign"]) == (0.0, 0, 0, 1.0)
+    with pytest.raises(ValueError, match="different images"):
+        stats.paired_cluster_difference(a, b[:-1], groups)
+
+
 def test_seeds_needed_matches_textbook_power_tables():
     """Paired t, two-sided 5 %, power 80 %: d = 1 needs 10 pairs, d = 0.5 needs 34 (Cohen; G*Power);
     unpaired, d = 0.5 needs 64 per group."""

@@ -53,6 +53,23 @@ def test_config_rejects_unknown_keys_wrong_types_and_bad_values():
         TrainConfig(label_smoothing=1.5)
 
 
+def test_config_accepts_folds_of_grouped_splits_only(images):
+    from msvssm.train.run import split_file_for
+
+    with pytest.raises(ConfigError, match="folds=1"):
+        TrainConfig(split="subject", folds=1)
+    with pytest.raises(ConfigError, match="split='frame'"):
+        TrainConfig(split="frame", folds=3)
+    with pytest.raises(ConfigError, match="fold=3 must be in 0..2"):
+        TrainConfig(split="trial", folds=3, fold=3)
+    with pytest.raises(ConfigError, match="fold=1 must be in 0..0"):
+        TrainConfig(split="trial", fold=1)
+    files = [split_file_for(TrainConfig(data=str(images), split="subject", folds=2, fold=f)) for f in (0, 1)]
+    assert [f.name for f in files] == ["subject_k2_fold0_seed0.csv", "subject_k2_fold1_seed0.csv"]
+    tested = [set(pd.read_csv(f).query("split == 'test'")["participant"]) for f in files]
+    assert not tested[0] & tested[1] and len(tested[0] | tested[1]) == 4, "each of the 4 people tested once"
+
+
 def test_set_assignments_are_parsed_to_the_field_types():
     cfg = TrainConfig.from_profile("cpu").with_overrides(
         ["lr=3e-3", "ema=true", "epochs=7", 'model_kwargs={"dspp": false}', "split=subject"])

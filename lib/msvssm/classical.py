@@ -175,23 +175,53 @@ def majority_baseline(y_train, y_test, class_names: Sequence[str] | None = None)
     return classification_metrics([index[str(v)] for v in y_test], [index[str(major)]] * len(y_test), names)
 
 
+FLOOR_NAMES = ("HOG + logistic", "constant guess")
+
+
+def floor_predictions(data_dir: str | Path, split_files: Sequence[str | Path], features: str = "hog"):
+    """The two floors' verdict on every test image of each split file: a DataFrame with one row per (split file,
+    floor, test image): ``split_file`` (its name), ``floor`` (``"HOG + logistic"`` or ``"constant guess"``), the split
+    file's columns (``path``, ``participant``, ``trial``, ``label``), ``pred`` and ``correct``.
+
+    Per file the classifier is fitted on the ``train`` rows with C chosen on ``val``, the constant guess is the
+    most frequent training label; features are extracted once per image over all the files (the folds of a
+    cross-validation share their images). Deterministic: no seeds."""
+    import pandas as pd
+
+    data_dir = Path(data_dir)
+    tables = {Path(f).name: pd.read_csv(f, dtype=str, keep_default_na=False) for f in split_files}
+    paths = sorted({p for t in tables.values() for p in t["path"]})
+    cache = dict(zip(paths, extract_features([data_dir / p for p in paths], features)))
+    name = f"{features.upper() if features == 'hog' else features} + logistic"
+    out = []
+    for file, rows in tables.items():
+        part = {s: rows[rows["split"] == s] for s in ("train", "val", "test")}
+        X = {s: np.stack([cache[p] for p in t["path"]]) if len(t) else np.zeros((0, len(cache[paths[0]])), np.float32)
+             for s, t in part.items()}
+        y = {s: t["label"].to_numpy() for s, t in part.items()}
+        clf = ClassicalBaseline(features).fit_features(X["train"], y["train"], val=(X["val"], y["val"]))
+        values, counts = np.unique(y["train"], return_counts=True)
+        test = part["test"][["path", "participant", "trial", "label"]]
+        for floor, pred in ((name, clf.predict_features(X["test"])), ("constant guess", values[np.argmax(counts)])):
+            out.append(test.assign(split_file=file, floor=floor, pred=pred))
+    table = pd.concat(out, ignore_index=True)
+    table["correct"] = table["label"] == table["pred"]
+    return table[["split_file", "floor", "path", "participant", "trial", "label", "pred", "correct"]]
+
+
 def floors_on_split(data_dir: str | Path, split_file: str | Path, class_names: Sequence[str],
                     features: str = "hog") -> dict[str, dict]:
     """The two floors every network is compared with, on one split file of a faces folder.
 
     Returns ``{"HOG + logistic": metrics, "constant guess": metrics}`` (metrics as
-    :func:`msvssm.evaluation.classification_metrics`): the classifier is fitted on the
-    ``train`` rows with C chosen on ``val``, both are scored on ``test``. Deterministic: one
+    :func:`msvssm.evaluation.classification_metrics`): :func:`floor_predictions` scored. Deterministic: one
     number per split, no seeds.
     """
-    import pandas as pd
-
-    data_dir = Path(data_dir)
-    rows = pd.read_csv(split_file)
-    part = {s: rows[rows["split"] == s] for s in ("train", "val", "test")}
-    X = {s: extract_features([data_dir / p for p in t["path"]], features) for s, t in part.items()}
-    y = {s: t["label"].astype(str).to_numpy() for s, t in part.items()}
-    clf = ClassicalBaseline(features).fit_features(X["train"], y["train"], val=(X["val"], y["val"]))
-    name = f"{features.upper() if features == 'hog' else features} + logistic"
-    return {name: clf.evaluate_features(X["test"], y["test"], class_names),
-            "constant guess": majority_baseline(y["train"], y["test"], class_names)}
+    index = {n: i for i, n in enumerate(class_names)}
+    table = floor_predictions(data_dir, [split_file], features)
+    unknown = sorted(set(table["label"]) - set(index))
+    if unknown:
+        raise ValueError(f"labels {unknown} are not in class_names {list(class_names)}")
+    return {floor: classification_metrics(rows["label"].map(index).to_numpy(), rows["pred"].map(index).to_numpy(),
+                                          list(class_names))
+            for floor, rows in table.groupby("floor", sort=False)}

@@ -587,22 +587,34 @@ def plot_participant_accuracy(table: pd.DataFrame, title: str = "") -> plt.Figur
 
 
 def plot_protocols(per_run: pd.DataFrame, floors: dict[str, dict[str, float]], models: Sequence[str],
-                   protocols: Sequence[str], paper: float | None = None, title: str = "") -> plt.Figure:
-    """Grouped bars: test accuracy per protocol (groups) and model (bars, mean ± std, seeds as dots),
-    with the floors of each protocol as short horizontal marks and the paper's number on the frame split."""
-    fig, ax = plt.subplots(figsize=(8.5, 3.8))
+                   protocols: Sequence[str], paper: float | None = None, title: str = "",
+                   pooled: pd.DataFrame | None = None) -> plt.Figure:
+    """Grouped bars: test accuracy per protocol (groups) and model (bars, mean ± std, runs as dots),
+    with the floors of each protocol as short horizontal marks and the paper's number on the frame split.
+
+    ``pooled`` (:func:`msvssm.crossval.cross_validated`: split, name, accuracy, ci_low, ci_high): for those
+    (split, model) the bar is the cross-validated accuracy with its 95 % interval over people, and the dots
+    are the folds' own accuracies."""
+    fig, ax = plt.subplots(figsize=(9.5, 3.8))
     width = 0.8 / len(models)
+    cv = {} if pooled is None else {(r.split, r.name): r for r in pooled.itertuples()}
+    labelled: set[str] = set()  # a model's first bar names it in the legend (the paper-augmentation row has no frame bar)
     for j, model in enumerate(models):
         for i, protocol in enumerate(protocols):
             values = per_run.loc[(per_run["name"] == model) & (per_run["split"] == protocol), "accuracy"].to_numpy(float)
             if len(values) == 0:
                 continue
             x = i - 0.4 + width * (j + 0.5)
-            std = values.std(ddof=1) if len(values) > 1 else 0.0
-            ax.bar(x, values.mean(), width * 0.9, yerr=std, capsize=3, color=f"C{j}", alpha=0.65,
-                   label=model if i == 0 else None)
+            if (protocol, model) in cv:
+                r = cv[(protocol, model)]
+                height, err = r.accuracy, [[r.accuracy - r.ci_low], [r.ci_high - r.accuracy]]
+            else:
+                height, err = values.mean(), values.std(ddof=1) if len(values) > 1 else 0.0
+            ax.bar(x, height, width * 0.9, yerr=err, capsize=3, color=f"C{j}", alpha=0.65,
+                   label=None if model in labelled else model)
+            labelled.add(model)
             ax.scatter(np.full(len(values), x), values, color="k", s=10, zorder=3)
-            ax.text(x, 0.02, f"{values.mean():.2f}", ha="center", va="bottom", fontsize=7)
+            ax.text(x, 0.02, f"{height:.2f}", ha="center", va="bottom", fontsize=7)
     for k, name in enumerate(next(iter(floors.values()))):
         for i, protocol in enumerate(protocols):
             ax.hlines(floors[protocol][name], i - 0.45, i + 0.45, colors=f"C{k + len(models)}", linestyles="--",

@@ -22,18 +22,22 @@ class Profile:
     device: str  # where notebooks score whole splits and time models (training follows the TrainConfig's)
     jobs: int  # runs make reproduce trains at once (msvssm.train.plan); 0: one per GPU torch sees
     threads: int  # CPU threads of each training run (0: torch's default); on a CPU an input of the run's key
+    folds: int  # grouped cross-validation of the trial and subject splits: K folds (notebook 10)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 PROFILES: dict[str, Profile] = {
-    "smoke": Profile("smoke", "tiny", 32, 64, "nano", 8, 1, 2, "cpu", jobs=1, threads=1),
+    # folds: every video (trial) and every person (subject) tested once. smoke: 2 folds of the trial split (its 3
+    # participants cannot make a subject split that trains every class); cpu: 3 (12 participants, 4 per fold: what fits
+    # 40 minutes with the paper-augmentation arm); gpu: 5 (folds = 22 participants is leave-one-subject-out).
+    "smoke": Profile("smoke", "smoke", 32, 64, "nano", 8, 1, 2, "cpu", jobs=1, threads=1, folds=2),
     # smoke and cpu pin one thread a run: a run's key and numbers are then the same on any machine and with any
     # --jobs (on a CPU the thread count is a run input). cpu: 15 epochs (docs/training_study.md); two runs of one
     # thread at once: 1.16x the speed of one run of two threads on 2 cores (benchmarks/bench_sweep.py).
-    "cpu": Profile("cpu", "default", 64, 128, "nano", 32, 15, 8, "cpu", jobs=2, threads=1),
-    "gpu": Profile("gpu", "deap", 224, 224, "tiny", 64, 300, 64, "cuda", jobs=0, threads=0),
+    "cpu": Profile("cpu", "default", 64, 128, "nano", 32, 15, 8, "cpu", jobs=2, threads=1, folds=3),
+    "gpu": Profile("gpu", "deap", 224, 224, "tiny", 64, 300, 64, "cuda", jobs=0, threads=0, folds=5),
 }
 
 

@@ -5,7 +5,8 @@ augmentation draws, so their accuracies move together (the course's rows correla
 seeds): compare them *per seed* (:func:`paired_seed_test`), not by their separate spreads. Two models
 scored on the same test images are compared image by image (:func:`mcnemar`,
 :func:`paired_bootstrap_images`). Crops of one person are not independent: an interval over a test
-side with few people resamples the people (:func:`cluster_bootstrap`). :func:`seeds_needed` says
+side with few people resamples the people (:func:`cluster_bootstrap`), and two classifiers on the same
+people are compared person by person (:func:`paired_cluster_difference`). :func:`seeds_needed` says
 how many paired seeds a given step needs before a test can see it.
 
 Everything here is scipy's (``ttest_rel``, ``binomtest``, the noncentral t) or a plain resampling
@@ -134,6 +135,26 @@ def cluster_bootstrap(correct: Sequence[bool], groups: Sequence, confidence: flo
     tail = (1 - confidence) / 2
     return (float(sums.sum() / counts.sum()), float(np.quantile(accuracies, tail)),
             float(np.quantile(accuracies, 1 - tail)))
+
+
+def paired_cluster_difference(correct_a: Sequence[bool], correct_b: Sequence[bool], groups: Sequence,
+                              confidence: float = 0.95, n_resamples: int = 10_000, seed: int = 0) -> dict[str, float]:
+    """Two classifiers scored on the same images, compared with the *groups* (people, videos) as the unit.
+
+    Returns ``difference`` (accuracy of b - accuracy of a, pooled over images), its cluster-bootstrap interval
+    (``ci_low`` / ``ci_high``: whole groups resampled with both verdicts kept together), and a sign test over
+    the groups: ``groups`` in all, ``b_better`` / ``a_better`` (groups where b's accuracy is higher / lower),
+    ``p_sign`` (two-sided ``binomtest`` on the groups that differ)."""
+    stats = _scipy_stats()
+    a, b = np.asarray(correct_a, dtype=float), np.asarray(correct_b, dtype=float)
+    if a.shape != b.shape or len(a) != len(groups):
+        raise ValueError(f"the two classifiers were scored on different images ({a.shape}, {b.shape}, {len(groups)} groups)")
+    _, low, high = cluster_bootstrap(b - a, groups, confidence, n_resamples, seed)
+    per_group = pd.DataFrame({"d": b - a, "g": list(groups)}).groupby("g")["d"].mean()
+    b_better, a_better = int((per_group > 0).sum()), int((per_group < 0).sum())
+    p = float(stats.binomtest(b_better, b_better + a_better, 0.5).pvalue) if b_better + a_better else 1.0
+    return {"difference": float(b.mean() - a.mean()), "ci_low": low, "ci_high": high, "groups": len(per_group),
+            "b_better": b_better, "a_better": a_better, "p_sign": p}
 
 
 def seeds_needed(effect: float, sd: float, alpha: float = 0.05, power: float = 0.8, paired: bool = True,

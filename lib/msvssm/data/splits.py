@@ -21,12 +21,14 @@ Protocols:
     their label.
 ``subject``
     Participants disjoint between train, val and test (``GroupShuffleSplit``,
-    ratios are fractions of participants). With ``folds=K``: K folds of
-    participants (``StratifiedGroupKFold``), one file per fold whose test side is
-    that fold and whose val side is drawn from the other participants.
+    ratios are fractions of participants).
+
+Cross-validation (``folds=K``, trial and subject): K folds of videos or of participants
+(``StratifiedGroupKFold``), one file per fold whose test side is that fold and whose val side
+is drawn from the other groups: over the K files every video (every person) is tested once.
 
 Files: ``frame_seed0.csv``, ``trial_seed0.csv``, ``subject_seed0.csv``,
-``subject_k5_fold0_seed0.csv`` ... ``subject_k5_fold4_seed0.csv``.
+``subject_k5_fold0_seed0.csv`` ... ``subject_k5_fold4_seed0.csv``, ``trial_k3_fold0_seed0.csv`` ...
 """
 from __future__ import annotations
 
@@ -154,26 +156,42 @@ def split_subjects(df: pd.DataFrame, ratios=DEFAULT_RATIOS, seed: int = 0) -> pd
     return pd.Series([side[g] for g in groups], index=df.index, name="split")
 
 
-def subject_folds(df: pd.DataFrame, folds: int, ratios=DEFAULT_RATIOS, seed: int = 0) -> list[pd.Series]:
-    """K folds of participants (StratifiedGroupKFold); in fold f the test side is fold f.
+def _video_keys(df: pd.DataFrame) -> np.ndarray:
+    return (df["participant"].astype(str) + "/" + df["trial"].astype(str)).to_numpy()
 
-    The val side of each fold is drawn from the remaining participants with
-    ``ratios[1] / (ratios[0] + ratios[1])`` of them (``ratios[2]`` is unused).
+
+def grouped_folds(df: pd.DataFrame, protocol: str, folds: int, ratios=DEFAULT_RATIOS, seed: int = 0) -> list[pd.Series]:
+    """Grouped K-fold cross-validation: K splits whose test sides are disjoint and together hold every row once.
+
+    ``protocol`` says what stays together: ``trial`` (a video: participant/trial) or ``subject`` (a
+    participant). Groups are dealt into K folds stratified by label (``StratifiedGroupKFold``); in
+    split f the test side is fold f, and the val side is drawn from the other groups with
+    ``ratios[1] / (ratios[0] + ratios[1])`` of them (``ratios[2]`` is unused: the fold decides the test
+    side), by video label for ``trial`` and by participant for ``subject``. ``folds`` = the number of
+    participants under ``subject`` is leave-one-subject-out.
     """
     from sklearn.model_selection import StratifiedGroupKFold
 
-    _require_groups(df, "subject")
+    if protocol not in ("trial", "subject"):
+        raise SplitError(f"cross-validation folds are for the trial and subject protocols, not {protocol!r}")
+    _require_groups(df, protocol)
     train_r, val_r, _ = _normalise(ratios)
-    groups = df["participant"].astype(str).to_numpy()
+    groups = _video_keys(df) if protocol == "trial" else df["participant"].astype(str).to_numpy()
+    unit = "videos" if protocol == "trial" else "participants"
     n_groups = len(np.unique(groups))
     if folds < 2 or folds > n_groups:
-        raise SplitError(f"--folds must be between 2 and the number of participants ({n_groups}), got {folds}")
+        raise SplitError(f"--folds must be between 2 and the number of {unit} ({n_groups}), got {folds}")
+    labels = df["label"].to_numpy()
+    group_label = pd.Series(labels, index=groups).groupby(level=0).first()  # a video's label (one per video)
     sgkf = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     out = []
-    for f, (_, test_idx) in enumerate(sgkf.split(np.zeros(len(df)), df["label"].to_numpy(), groups)):
+    for f, (_, test_idx) in enumerate(sgkf.split(np.zeros(len(df)), labels, groups)):
         test_groups = set(groups[test_idx])
         rest_groups = np.array(sorted(set(groups) - test_groups))
-        if val_r > 0 and len(rest_groups) >= 2:
+        if val_r > 0 and len(rest_groups) >= 2 and protocol == "trial":
+            rest, val = _stratified_cut(rest_groups, group_label.loc[rest_groups].to_numpy(),
+                                        val_r / (train_r + val_r), seed + 1 + f)
+        elif val_r > 0 and len(rest_groups) >= 2:
             rest, val = _group_cut(rest_groups, val_r / (train_r + val_r), seed + 1 + f)
         else:
             rest, val = rest_groups, rest_groups[:0]
@@ -182,6 +200,11 @@ def subject_folds(df: pd.DataFrame, folds: int, ratios=DEFAULT_RATIOS, seed: int
         side.update({g: "test" for g in test_groups})
         out.append(pd.Series([side[g] for g in groups], index=df.index, name="split"))
     return out
+
+
+def subject_folds(df: pd.DataFrame, folds: int, ratios=DEFAULT_RATIOS, seed: int = 0) -> list[pd.Series]:
+    """K folds of participants: :func:`grouped_folds` with ``protocol="subject"``."""
+    return grouped_folds(df, "subject", folds, ratios, seed)
 
 
 # ----------------------------------------------------------------------------- files
@@ -250,8 +273,8 @@ def make_splits(
     """
     if protocol not in PROTOCOLS:
         raise SplitError(f"unknown protocol {protocol!r}; choose from {PROTOCOLS}")
-    if folds and protocol != "subject":
-        raise SplitError("--folds is only for --protocol subject")
+    if folds and protocol == "frame":
+        raise SplitError("--folds is for --protocol trial or subject (the frame split has no groups to keep apart)")
     data_dir = Path(data_dir)
     if not (data_dir / "manifest.csv").exists():
         if not data_dir.is_dir():
@@ -265,13 +288,13 @@ def make_splits(
     if protocol == "frame":
         info["warning"] = LEAK_WARNING
         return [write_split(data_dir, split_name("frame", seed), df, split_frames(df, ratios, seed), info)]
-    if protocol == "trial":
-        return [write_split(data_dir, split_name("trial", seed), df, split_trials(df, ratios, seed), info)]
     if folds:
         paths = []
-        for f, split in enumerate(subject_folds(df, folds, ratios, seed)):
-            paths.append(write_split(data_dir, split_name("subject", seed, folds, f), df, split, {**info, "fold": f}))
+        for f, split in enumerate(grouped_folds(df, protocol, folds, ratios, seed)):
+            paths.append(write_split(data_dir, split_name(protocol, seed, folds, f), df, split, {**info, "fold": f}))
         return paths
+    if protocol == "trial":
+        return [write_split(data_dir, split_name("trial", seed), df, split_trials(df, ratios, seed), info)]
     return [write_split(data_dir, split_name("subject", seed), df, split_subjects(df, ratios, seed), info)]
 
 
@@ -287,19 +310,21 @@ def split_is_stale(path: str | Path, data_dir: str | Path) -> bool:
     return made_from is not None and made_from != hashlib.sha256(manifest.read_bytes()).hexdigest()
 
 
-def current_split(data_dir: str | Path, protocol: str, seed: int = 0) -> Path:
-    """The split file of (protocol, seed), made if missing and made again if the manifest changed since."""
+def current_split(data_dir: str | Path, protocol: str, seed: int = 0, folds: int = 0, fold: int = 0) -> Path:
+    """The split file of (protocol, seed) or of fold ``fold`` of ``folds`` (all K files are made together), made
+    if missing and made again if the manifest changed since."""
     data_dir = Path(data_dir)
-    path = data_dir / "splits" / f"{split_name(protocol, seed)}.csv"
+    path = data_dir / "splits" / f"{split_name(protocol, seed, folds or None, fold)}.csv"
     if path.exists() and split_is_stale(path, data_dir):
         log.warning("%s was made from another manifest.csv (the data changed since): making it again", path)
     elif path.exists():
         return path
-    return make_splits(data_dir, protocol, seed=seed)[0]
+    return make_splits(data_dir, protocol, seed=seed, folds=folds or None)[fold if folds else 0]
 
 
-def first_seed_training_every_class(data_dir: str | Path, protocol: str, tries: int = 20) -> int:
-    """The smallest split seed whose training side holds every class of the data (making those split files).
+def first_seed_training_every_class(data_dir: str | Path, protocol: str, tries: int = 20, folds: int = 0) -> int:
+    """The smallest split seed whose training side holds every class of the data (making those split files);
+    with ``folds``, the training side of every fold.
 
     For data too small for grouped splits (the smoke profile's 3 participants): with few
     people, a trial or subject split can leave a class with no training image, which
@@ -308,10 +333,11 @@ def first_seed_training_every_class(data_dir: str | Path, protocol: str, tries: 
     data_dir = Path(data_dir)
     classes = set(read_manifest(data_dir, ok_only=True)["label"].astype(str))
     for seed in range(tries):
-        split = read_split(current_split(data_dir, protocol, seed))
-        if set(split.loc[split["split"] == "train", "label"].astype(str)) == classes:
+        files = [current_split(data_dir, protocol, seed, folds, f) for f in range(max(folds, 1))]
+        if all(set(s.loc[s["split"] == "train", "label"].astype(str)) == classes for s in map(read_split, files)):
             return seed
-    raise SplitError(f"no {protocol} split of {data_dir} with seed < {tries} has every class on its training side")
+    where = f"{folds} folds of the {protocol} split" if folds else f"{protocol} split"
+    raise SplitError(f"no {where} of {data_dir} with seed < {tries} has every class on its training side")
 
 
 def leakage(split: pd.DataFrame) -> dict[str, float]:
@@ -355,7 +381,9 @@ def add_cli(parser: argparse.ArgumentParser) -> None:
     parser.description = "Write a train/val/test split of a preprocessed folder to DATA/splits/."
     parser.add_argument("--data", required=True, help="preprocessed folder (holds manifest.csv) or an ImageFolder")
     parser.add_argument("--protocol", choices=PROTOCOLS, required=True, help="frame (paper, leaky), trial, subject")
-    parser.add_argument("--folds", type=int, default=None, help="subject protocol: K folds of participants")
+    parser.add_argument("--folds", type=int, default=None,
+                        help="trial / subject protocol: K folds of videos / participants (cross-validation; "
+                             "K = the number of participants: leave-one-subject-out)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--ratios", type=float, nargs=3, default=list(DEFAULT_RATIOS), metavar=("TRAIN", "VAL", "TEST")
@@ -383,6 +411,8 @@ __all__ = [
     "split_trials",
     "split_subjects",
     "subject_folds",
+    "grouped_folds",
+    "current_split",
     "make_splits",
     "read_split",
     "write_split",

@@ -53,6 +53,9 @@ DEAP_MISSING_LAST_TRIALS = {3: 1, 5: 1, 11: 3, 14: 1}
 # Named presets. Any key can be overridden with generate_synthetic_deap(**overrides).
 SCALES: dict[str, dict[str, Any]] = {
     "tiny": dict(n_participants=3, n_trials=4, duration_s=6.0, fps=5.0, width=320, height=240),
+    # the smoke profile's (notebooks in CI): tiny with 6 trials per person instead of 4, so that every
+    # class has at least 3 videos and a 2-fold trial cross-validation can train every class in both folds
+    "smoke": dict(n_participants=3, n_trials=6, duration_s=6.0, fps=5.0, width=320, height=240),
     "default": dict(n_participants=12, n_trials=16, duration_s=15.0, fps=10.0, width=320, height=240),
     # DEAP's shape (22 participants x 40 trials x 60 s); fps and resolution lower than DEAP's 50 fps DV.
     "deap": dict(n_participants=22, n_trials=40, duration_s=60.0, fps=10.0, width=320, height=240),

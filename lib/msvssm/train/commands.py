@@ -121,6 +121,9 @@ def add_plan(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", help="folder of the runs (default: the data folder's parent's runs/, as the notebooks)")
     parser.add_argument("--seeds", default="", help="comma-separated seeds (default: the profile's)")
     parser.add_argument("--other-seeds", default="", help="seeds of the trial and subject splits (default: the profile's)")
+    parser.add_argument("--folds", type=int, default=0,
+                        help="K folds of the trial and subject splits (default: the profile's: smoke 2, cpu 3, gpu 5; "
+                             "the number of participants: leave-one-subject-out)")
     parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
                         help="change a field of every run's config (it changes the runs' keys)")
     parser.add_argument("--train", action="store_true", help="train the missing runs (default: only list them)")
@@ -135,7 +138,7 @@ def add_plan(parser: argparse.ArgumentParser) -> None:
 
         data = Path(args.data)
         root = Path(args.root) if args.root else data.parent / "runs"
-        plan = course_plan(args.profile, data, root, seeds=args.seeds, other_seeds=args.other_seeds)
+        plan = course_plan(args.profile, data, root, seeds=args.seeds, other_seeds=args.other_seeds, folds=args.folds)
         plan.base = plan.base.with_overrides(args.assignments)
         jobs = default_jobs(args.profile) if args.jobs is None else args.jobs
         runs = plan.runs(jobs if args.launcher == "process" else 1)
@@ -143,7 +146,8 @@ def add_plan(parser: argparse.ArgumentParser) -> None:
         print(f"plan {args.profile}: {len(runs)} runs under {root} ({done} finished, {len(runs) - done} to train)")
         for name, seed, cfg, _ in runs:
             state = "done" if (Path(cfg.out) / "metrics.json").exists() else "to train"
-            print(f"  {state:8s}  {name:40s} seed {seed}  {cfg.model:18s} {cfg.split:7s} {Path(cfg.out).name}")
+            split = f"{cfg.split} {cfg.fold + 1}/{cfg.folds}" if cfg.folds else cfg.split
+            print(f"  {state:8s}  {name:54s} seed {seed}  {cfg.model:18s} {split:11s} {Path(cfg.out).name}")
         if not args.train:
             return 0
         launcher = None if args.launcher == "process" else _launcher(args, max_parallel=args.jobs or 0)

@@ -43,6 +43,8 @@ class TrainConfig:
     data: str = ""  # preprocessed faces folder (manifest.csv + crops) or an ImageFolder
     split: str = "frame"  # frame (the paper's, leaks) / trial / subject
     split_seed: int = 0  # which random split (the split file is shared by every model)
+    folds: int = 0  # trial / subject: grouped K-fold cross-validation (0: one split); K = participants: leave-one-out
+    fold: int = 0  # with folds=K: which fold is the test side (0 .. K-1); the K runs test every video / person once
     seed: int = 0  # weights, shuffling, augmentation, drop path
     image_size: int = 64  # model input, square
     # --- optimisation (timm's AdamW + cosine with warm-up, stepped per iteration)
@@ -86,6 +88,11 @@ class TrainConfig:
         problems = []
         if self.split not in SPLIT_PROTOCOLS:
             problems.append(f"split={self.split!r}: choose one of {SPLIT_PROTOCOLS}")
+        if self.folds and (self.folds < 2 or self.split == "frame"):
+            problems.append(f"folds={self.folds}: 0 (one split) or K >= 2 folds of the trial or subject split "
+                            f"(split={self.split!r})")
+        if not 0 <= self.fold < max(self.folds, 1):
+            problems.append(f"fold={self.fold} must be in 0..{max(self.folds, 1) - 1} (folds={self.folds})")
         if self.amp not in AMP_MODES:
             problems.append(f"amp={self.amp!r}: choose one of {AMP_MODES}")
         if self.augment not in AUGMENTATIONS:
@@ -216,7 +223,8 @@ def _profile_defaults(name: str, **extra: Any) -> dict[str, Any]:
 # ``gpu`` is VMamba's recipe for a single GPU's batch (lr 5e-4 at batch 1024 would be 3e-5 at 64:
 #   too small for 300 epochs of a small dataset; 5e-4 at 64 with warm-up is the usual choice).
 PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "smoke": _profile_defaults("smoke", lr=1e-3, warmup_epochs=0.0, ema=False),
+    # smoke: the cpu recipe's augmentation (none), so that CI runs the rows the cpu profile adds for it (notebook 10)
+    "smoke": _profile_defaults("smoke", lr=1e-3, warmup_epochs=0.0, ema=False, augment="none"),
     "cpu": _profile_defaults("cpu", lr=2e-3, warmup_epochs=1.0, augment="none"),
     # device="cuda", not "auto": 300 epochs at 224 must never start on a CPU because CUDA was unusable
     # (an old driver, a CPU-only torch); ``--set device=cpu`` runs the profile on a CPU on purpose.

@@ -15,12 +15,17 @@ Parts (a run may belong to several: a run folder is keyed by its inputs, so it i
     training    MS-VSSM, the first seed: the course's run (notebooks 03-05, 07, 11)
     ablation    Table 3: VSSM, +SE-SS2D, +Layer Scale, +DSPP (= MS-VSSM) over the seeds (08; 11 reads VSSM)
     baselines   Tables 2/4: RepViT, DilateFormer, VSSM, MS-VSSM over the seeds (09)
-    protocols   VSSM and MS-VSSM under the frame (the seeds), trial and subject splits (other seeds) (10)
+    protocols   VSSM and MS-VSSM under the frame split (the seeds), and under the trial and subject splits as
+                grouped K-fold cross-validation (the profile's ``folds``; other seeds), where every video and every
+                person is tested once, with a third row there: MS-VSSM with the paper's augmentation (when the
+                profile's recipe has none) (10)
     chaos       MS-VSSM, first seed, with SS2D's scan composed of separate steps instead of the fused kernel: the
                 same function to float rounding, trained again (08); CPU profiles only (on a GPU the scan is
                 mamba-ssm's kernel either way, so the two rows would be one computation)
 
-Seeds: smoke 0,1 (trial/subject: 0), cpu 0,1,2 (trial/subject: 0), gpu 0,1,2 for every split.
+Seeds: smoke 0,1; cpu and gpu 0,1,2; the trial and subject splits' folds: seed 0.
+Folds of the trial and subject splits: smoke 2 (trial only), cpu 3, gpu 5 (``folds`` = the number of participants:
+leave-one-subject-out).
 """
 from __future__ import annotations
 
@@ -28,6 +33,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
+
+import pandas as pd
 
 from ..models import ABLATION_FLAGS
 from ..profiles import get_profile
@@ -42,6 +49,7 @@ PARTS = ("training", "ablation", "baselines", "protocols", "chaos")
 NOTEBOOK_PARTS = {"03": ("training",), "04": ("training",), "05": ("training",), "07": ("training",),
                   "08": ("ablation", "chaos"), "09": ("baselines",), "10": ("protocols",), "11": ("training", "ablation")}
 PROTOCOLS = ("frame", "trial", "subject")
+AUGMENTED_ROW = "MS-VSSM + paper augmentation"
 
 
 def parse_seeds(text: str | Sequence[int] | None, default: Sequence[int]) -> list[int]:
@@ -61,8 +69,9 @@ def default_seeds(profile: str) -> list[int]:
 
 
 def default_other_seeds(profile: str) -> list[int]:
-    """Seeds of the trial and subject splits: all three at paper scale, one on a CPU (their runs are as long)."""
-    return [0, 1, 2] if profile == "gpu" else [0]
+    """Seeds of the trial and subject splits: one, in every profile; their K folds are K runs per row already, and
+    the spread between folds (different people) is what a grouped split is uncertain about first."""
+    return [0]
 
 
 def default_jobs(profile: str) -> int:
@@ -83,6 +92,7 @@ class CoursePlan:
     seeds: list[int]
     other_seeds: list[int]
     base: TrainConfig
+    folds: int = 0  # K folds of the trial and subject splits (cross-validation)
     split_seeds: dict[str, int] = field(default_factory=dict)  # filled by split_seed()
     trained_protocols: list[str] = field(default_factory=list)
 
@@ -117,6 +127,22 @@ class CoursePlan:
     def protocol_models(self) -> dict[str, str]:
         return {"VSSM": self.plain_model, "MS-VSSM": self.full_model}
 
+    def protocol_rows(self, protocol: str) -> dict[str, dict[str, Any]]:
+        """The rows of a protocol as config changes: VSSM and MS-VSSM; under a grouped split also MS-VSSM with the
+        paper's augmentation (flip, rotation, translation, colour jitter), unless the profile's recipe has it already
+        (gpu: that row would be the MS-VSSM row)."""
+        rows: dict[str, dict[str, Any]] = {name: dict(model=model) for name, model in self.protocol_models().items()}
+        if protocol != "frame" and self.base.augment != "paper":
+            rows[AUGMENTED_ROW] = dict(model=self.full_model, augment="paper")
+        return rows
+
+    def folds_for(self, protocol: str) -> int:
+        """K for the grouped protocols (0 for the frame split: one split, no cross-validation)."""
+        return 0 if protocol == "frame" else self.folds
+
+    def fold_indices(self, protocol: str) -> list[int]:
+        return list(range(max(self.folds_for(protocol), 1)))
+
     def split_seed(self, protocol: str) -> int:
         """The split seed of a protocol: 0, except the smoke data's trial split (3 participants: a trial split
         can leave a class without training images, which training refuses; the first seed that trains every
@@ -125,15 +151,19 @@ class CoursePlan:
             from ..data.splits import first_seed_training_every_class
 
             small = self.profile == "smoke" and protocol == "trial"
-            self.split_seeds[protocol] = first_seed_training_every_class(self.faces, protocol) if small else 0
+            self.split_seeds[protocol] = (first_seed_training_every_class(self.faces, protocol, folds=self.folds_for(protocol))
+                                          if small else 0)
         return self.split_seeds[protocol]
 
-    def protocol_config(self, protocol: str) -> TrainConfig:
-        return self.base.replace(split=protocol, split_seed=self.split_seed(protocol))
+    def protocol_config(self, protocol: str, fold: int = 0) -> TrainConfig:
+        """The base config under ``protocol``: its split seed, and for a grouped split the fold ``fold`` of K."""
+        return self.base.replace(split=protocol, split_seed=self.split_seed(protocol), folds=self.folds_for(protocol),
+                                 fold=fold)
 
     # ------------------------------------------------------------------ sweeps
-    def sweep(self, part: str, protocol: str = "frame", rows: Sequence[str] | None = None) -> Sweep:
-        """The sweep of one part of the plan (``protocol``: which split, for ``protocols``); ``rows``: only these."""
+    def sweep(self, part: str, protocol: str = "frame", rows: Sequence[str] | None = None, fold: int = 0) -> Sweep:
+        """The sweep of one part of the plan (``protocol``: which split, and ``fold``: which of its folds, for
+        ``protocols``); ``rows``: only these."""
         if part == "training":
             sweep = Sweep(self.runs_root, self.base).add("MS-VSSM", model=self.full_model)
         elif part == "ablation":
@@ -150,9 +180,11 @@ class CoursePlan:
         elif part == "protocols":
             if protocol not in PROTOCOLS:
                 raise ValueError(f"protocol={protocol!r}: choose one of {PROTOCOLS}")
-            sweep = Sweep(self.runs_root, self.protocol_config(protocol))
-            for name, model in self.protocol_models().items():
-                sweep.add(name, model=model)
+            if fold not in self.fold_indices(protocol):
+                raise ValueError(f"fold={fold}: the {protocol} split has folds {self.fold_indices(protocol)}")
+            sweep = Sweep(self.runs_root, self.protocol_config(protocol, fold))
+            for name, changes in self.protocol_rows(protocol).items():
+                sweep.add(name, **changes)
         else:
             raise ValueError(f"part={part!r}: choose one of {PARTS}")
         if rows is not None:
@@ -177,8 +209,8 @@ class CoursePlan:
                 raise ValueError(f"unknown part(s) {unknown}; the parts: {PARTS}")
             return [s for s in self.sweeps() if s[0].split("/")[0] in parts]
         out = [(part, self.sweep(part), self.seeds_for(part)) for part in ("training", "ablation", "baselines")]
-        out += [(f"protocols/{p}", self.sweep("protocols", p), self.seeds_for("protocols", p))
-                for p in self.trained_protocols]
+        out += [(f"protocols/{p}" + (f"/fold{f}" if self.folds_for(p) else ""), self.sweep("protocols", p, fold=f),
+                 self.seeds_for("protocols", p)) for p in self.trained_protocols for f in self.fold_indices(p)]
         if self.profile != "gpu":
             out.append(("chaos", self.sweep("chaos"), self.seeds_for("chaos")))
         return out
@@ -194,14 +226,16 @@ class CoursePlan:
         for label, sweep, seeds in self.sweeps(parts):
             for name, seed, cfg, inputs in sweep.planned(seeds, jobs=jobs):
                 seen.setdefault(cfg.out, (f"{label}: {name}", seed, cfg, inputs))
-        rank = {"msvssm": 0, "dilateformer": 1, "repvit": 1, "vssm": 2}
+        return sorted(seen.values(), key=_cost_rank)
 
-        def cost_rank(run) -> tuple:  # the composed scan is several times slower than the fused one: first of all
-            cfg = run[2]
-            return (-1 if cfg.model_kwargs.get("fused_scan") is False else rank.get(cfg.model.split("_")[0], 1),
-                    cfg.split != "frame")
-
-        return sorted(seen.values(), key=cost_rank)
+    def protocol_results(self, protocol: str, jobs: int = 1, progress: bool = False) -> pd.DataFrame:
+        """Train what is missing of ``protocol`` (every fold, ``jobs`` at once) and return its per-run table
+        (:func:`msvssm.train.sweep.run_summary`'s columns, with ``folds`` and ``fold``)."""
+        seeds = self.seeds_for("protocols", protocol)
+        planned = [run for f in self.fold_indices(protocol)
+                   for run in self.sweep("protocols", protocol, fold=f).planned(seeds, jobs=jobs)]
+        train_planned(sorted(planned, key=_cost_rank), self.runs_root, jobs=jobs, progress=progress)
+        return Sweep._summaries(planned)
 
     def train(self, jobs: int = 1, launcher: Launcher | None = None, progress: bool = False,
               parts: Sequence[str] | None = None) -> None:
@@ -213,12 +247,23 @@ class CoursePlan:
         train_planned(runs, self.runs_root, jobs=jobs, launcher=launcher, progress=progress)
 
 
+_FAMILY_RANK = {"msvssm": 0, "dilateformer": 1, "repvit": 1, "vssm": 2}
+
+
+def _cost_rank(run: tuple) -> tuple:
+    """Longest runs first: the composed scan (several times slower than the fused one), then the MS-VSSM variants
+    (the scan with SE, DSPP), the baselines, the plain VSSM (about 1.6x faster per run on the cpu profile)."""
+    cfg = run[2]
+    return (-1 if cfg.model_kwargs.get("fused_scan") is False else _FAMILY_RANK.get(cfg.model.split("_")[0], 1),
+            cfg.split != "frame")
+
+
 def course_plan(profile: str, faces: str | os.PathLike, runs_root: str | os.PathLike,
                 seeds: str | Sequence[int] | None = None, other_seeds: str | Sequence[int] | None = None,
-                **config_changes: Any) -> CoursePlan:
+                folds: int | None = None, **config_changes: Any) -> CoursePlan:
     """The plan of ``profile`` on the preprocessed ``faces``, its runs cached under ``runs_root``.
 
-    ``seeds`` / ``other_seeds``: a notebook's parameters (empty: the profile's); ``config_changes``:
+    ``seeds`` / ``other_seeds`` / ``folds``: a notebook's parameters (empty or 0: the profile's); ``config_changes``:
     fields of every run's config changed (e.g. ``device="cpu"`` for a test). Both folders are made absolute:
     a run's ``config.json`` keeps its data folder, and notebooks read it from another working directory."""
     faces, runs_root = Path(faces).resolve(), Path(runs_root).resolve()
@@ -229,4 +274,4 @@ def course_plan(profile: str, faces: str | os.PathLike, runs_root: str | os.Path
     return CoursePlan(profile=profile, faces=faces, runs_root=runs_root,
                       seeds=parse_seeds(seeds, default_seeds(profile)),
                       other_seeds=parse_seeds(other_seeds, default_other_seeds(profile)),
-                      base=base, trained_protocols=trained)
+                      base=base, trained_protocols=trained, folds=int(folds or get_profile(profile).folds))

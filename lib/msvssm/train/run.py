@@ -131,13 +131,13 @@ class RunData:
 
 
 def split_file_for(cfg: TrainConfig, dist: DistContext | None = None) -> Path:
-    """The shared split file of (protocol, split_seed); made once, reused by every run on the data, made
-    again if the data's manifest changed since (:func:`msvssm.data.splits.current_split`)."""
+    """The shared split file of (protocol, split_seed), or of fold ``fold`` of ``folds``; made once, reused by
+    every run on the data, made again if the data's manifest changed since (:func:`msvssm.data.splits.current_split`)."""
     from ..data.splits import current_split, split_name
 
-    path = Path(cfg.data) / "splits" / f"{split_name(cfg.split, cfg.split_seed)}.csv"
+    path = Path(cfg.data) / "splits" / f"{split_name(cfg.split, cfg.split_seed, cfg.folds or None, cfg.fold)}.csv"
     if dist is None or dist.is_main:
-        path = current_split(cfg.data, cfg.split, cfg.split_seed)
+        path = current_split(cfg.data, cfg.split, cfg.split_seed, cfg.folds, cfg.fold)
     if dist is not None:
         dist.barrier()
     return path
@@ -672,11 +672,12 @@ def evaluate_run(run: str | os.PathLike, split: str = "test", *, data: RunData |
     record = json.loads((run / "record.json").read_text(encoding="utf-8")) if (run / "record.json").exists() else {}
     metrics.update(split=split, model=cfg.model, best_epoch=state.get("epoch"), selected_on="val weighted F1",
                    synthetic=record.get("synthetic"), split_file=str(data.split_file), protocol=cfg.split,
-                   seed=cfg.seed)
+                   folds=cfg.folds, fold=cfg.fold, seed=cfg.seed)
     atomic_write_json(run / ("metrics.json" if split == "test" else f"metrics_{split}.json"), metrics)
     if figures:
         tag = "synthetic DEAP" if metrics["synthetic"] else "data: " + str(data.data_dir.name)
-        title = f"{cfg.model}, {cfg.split} split, seed {cfg.seed} ({tag})"
+        fold = f" fold {cfg.fold + 1}/{cfg.folds}" if cfg.folds else ""
+        title = f"{cfg.model}, {cfg.split} split{fold}, seed {cfg.seed} ({tag})"
         plots.save_figure(plots.plot_confusion(metrics["confusion_normalized"], data.class_names,
                                                title=f"{split}: {title}"), run, "confusion" if split == "test" else f"confusion_{split}", close=True)
         if (run / "history.csv").exists():

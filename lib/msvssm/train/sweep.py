@@ -46,9 +46,11 @@ def run_key(cfg: TrainConfig) -> str:
 
 
 def run_dir_for(root: str | os.PathLike, cfg: TrainConfig, key: str | None = None) -> Path:
-    """The folder a sweep under ``root`` keeps the run of ``cfg`` in: ``<model>-<split>-s<seed>-<key>``
-    (``key``: :func:`run_key`, computed here when not given)."""
-    return Path(root) / f"{cfg.model}-{cfg.split}-s{cfg.seed}-{key or run_key(cfg)}"
+    """The folder a sweep under ``root`` keeps the run of ``cfg`` in: ``<model>-<split>-s<seed>-<key>``, with
+    ``-k<K>f<fold>`` after the split for a fold of a cross-validation (``key``: :func:`run_key`, computed here
+    when not given)."""
+    fold = f"-k{cfg.folds}f{cfg.fold}" if cfg.folds else ""
+    return Path(root) / f"{cfg.model}-{cfg.split}{fold}-s{cfg.seed}-{key or run_key(cfg)}"
 
 
 @dataclass
@@ -320,6 +322,8 @@ def run_summary(run: str | os.PathLike, name: str = "") -> dict[str, Any]:
         "name": name or cfg.model,
         "model": cfg.model,
         "split": cfg.split,
+        "folds": cfg.folds,
+        "fold": cfg.fold,
         "seed": cfg.seed,
         "accuracy": metrics["accuracy"],
         "weighted_f1": metrics["weighted_f1"],
