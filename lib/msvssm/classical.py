@@ -175,9 +175,6 @@ def majority_baseline(y_train, y_test, class_names: Sequence[str] | None = None)
     return classification_metrics([index[str(v)] for v in y_test], [index[str(major)]] * len(y_test), names)
 
 
-FLOOR_NAMES = ("HOG + logistic", "constant guess")
-
-
 def floor_predictions(data_dir: str | Path, split_files: Sequence[str | Path], features: str = "hog"):
     """The two floors' verdict on every test image of each split file: a DataFrame with one row per (split file,
     floor, test image): ``split_file`` (its name), ``floor`` (``"HOG + logistic"`` or ``"constant guess"``), the split

@@ -8,14 +8,17 @@ saw that image's video (or person). Read that way (notebook 10)::
     predictions = fold_predictions(per_run)                        # one row per (run row, image)
     floors = floor_predictions(faces, split_files)                  # msvssm.classical: HOG and the constant guess
     cross_validated(predictions)                                    # pooled accuracy, interval over people, per fold
-    against(predictions, floors, "HOG + logistic")                  # paired, person by person
+    against(predictions, floors[floors["floor"] == "HOG + logistic"], "HOG + logistic")  # paired, person by person
 
 Intervals resample **participants** (:func:`msvssm.stats.cluster_bootstrap`): the people are what was drawn, their
-crops are not independent draws, and under the trial split a person's videos are in every fold.
+crops are not independent draws, and under the trial split a person's videos are spread across the folds. They
+are conditional on the trained models: one seed per fold, so the seed-to-seed spread of notebook 08 is not in them.
 """
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -28,15 +31,17 @@ UNIT = "participant"  # what the intervals and the paired tests resample
 
 def fold_predictions(per_run: pd.DataFrame, device: str = "cpu") -> pd.DataFrame:
     """Test predictions of every run of a per-run table (:meth:`CoursePlan.protocol_results`), one row per (run,
-    test image): the run's ``name``, ``split``, ``folds``, ``fold``, ``seed`` and ``run``, then
-    :func:`msvssm.train.split_predictions`' columns (``path``, ``participant``, ``trial``, ``label``, ``pred``,
-    ``correct``, ``p_<class>``)."""
+    test image): the run's ``name``, ``split``, ``folds``, ``fold``, ``seed``, ``run`` and ``split_file`` (the name
+    of the split file it was scored on), then :func:`msvssm.train.split_predictions`' columns (``path``,
+    ``participant``, ``trial``, ``label``, ``pred``, ``correct``, ``p_<class>``)."""
     from .train import split_predictions
 
     frames = []
     for r in per_run.itertuples():
         rows = split_predictions(r.run, "test", device=device)
-        frames.append(rows.assign(name=r.name, split=r.split, folds=r.folds, fold=r.fold, seed=r.seed, run=r.run))
+        split_file = Path(json.loads((Path(r.run) / "metrics.json").read_text(encoding="utf-8"))["split_file"]).name
+        frames.append(rows.assign(name=r.name, split=r.split, folds=r.folds, fold=r.fold, seed=r.seed, run=r.run,
+                                  split_file=split_file))
     out = pd.concat(frames, ignore_index=True)
     for col in ("path", "participant", "trial", "label", "pred"):
         out[col] = out[col].astype(str)
@@ -63,10 +68,11 @@ def _weighted_f1(labels: Iterable[str], preds: Iterable[str]) -> float:
 
 def cross_validated(predictions: pd.DataFrame, by: Sequence[str] = ("split", "name"), confidence: float = 0.95,
                     seed: int = 0) -> pd.DataFrame:
-    """Per row of ``by``: the pooled accuracy over every fold's test side (each image once), its cluster-bootstrap
-    interval over participants, the pooled weighted F1, the folds' own accuracies (mean, lowest, highest), and
-    how many crops and people were tested."""
-    check_each_image_once(predictions, (*by, "seed"))
+    """Per row of ``by`` and seed: the pooled accuracy over every fold's test side (each image once), its
+    cluster-bootstrap interval over participants, the pooled weighted F1, the folds' own accuracies (mean, lowest,
+    highest), and how many crops and people were tested."""
+    by = (*by, "seed")
+    check_each_image_once(predictions, by)
     rows = []
     for key, p in predictions.groupby(list(by), sort=False):
         acc, low, high = stats.cluster_bootstrap(p["correct"], p[UNIT], confidence, seed=seed)
@@ -78,35 +84,48 @@ def cross_validated(predictions: pd.DataFrame, by: Sequence[str] = ("split", "na
     return pd.DataFrame(rows)
 
 
-def against(predictions: pd.DataFrame, floors: pd.DataFrame, floor: str, by: Sequence[str] = ("split", "name"),
+def against(predictions: pd.DataFrame, reference: pd.DataFrame, label: str, by: Sequence[str] = ("split", "name"),
             seed: int = 0) -> pd.DataFrame:
-    """Each row of ``by`` against one floor (``"HOG + logistic"`` or ``"constant guess"``,
-    :func:`msvssm.classical.floor_predictions` of the same split files), image by image on the same test images,
-    people as the unit (:func:`msvssm.stats.paired_cluster_difference`: network - floor, its interval over people,
-    the sign test over people)."""
-    mine = floors[floors["floor"] == floor]
-    if mine.empty:
-        raise ValueError(f"no predictions of the floor {floor!r} (floors: {sorted(floors['floor'].unique())})")
+    """Each row of ``by`` (and seed) against a reference scored on the same test images, image by image, people as
+    the unit (:func:`msvssm.stats.paired_cluster_difference`: network - reference, its interval over people, the sign
+    test over people).
+
+    ``reference``: one classifier's verdicts with ``split_file``, ``path`` and ``correct`` columns: one floor of
+    :func:`msvssm.classical.floor_predictions` on the same split files, or another network row of
+    :func:`fold_predictions` (then matched seed by seed too). Images are matched on (split file, path), so a
+    reference fitted on another fold assignment, where the image may have been a training image, never pairs."""
+    if reference.empty:
+        raise ValueError(f"no predictions of {label!r} to compare with")
+    keys = ["split_file", "path"] + (["seed"] if "seed" in reference.columns else [])
+    check_each_image_once(predictions, (*by, "seed"))
+    ref = reference.drop_duplicates(keys).set_index(keys)["correct"]
     out = []
-    for key, p in predictions.groupby(list(by), sort=False):
-        split = p["split"].iloc[0]
-        ref = mine[mine["split_file"].str.startswith(f"{split}_")].drop_duplicates("path").set_index("path")
-        missing = set(p["path"]) - set(ref.index)
-        if missing:
-            raise ValueError(f"{key}: {len(missing)} test image(s) the floor {floor!r} did not score "
-                             f"(were the floors fitted on the same split files?), e.g. {sorted(missing)[0]}")
-        test = stats.paired_cluster_difference(ref.loc[p["path"], "correct"].to_numpy(), p["correct"].to_numpy(),
+    for key, p in predictions.groupby([*by, "seed"], sort=False):
+        index = pd.MultiIndex.from_frame(p[keys])
+        missing = index.difference(ref.index)
+        if len(missing):
+            raise ValueError(f"{key}: {len(missing)} test image(s) {label!r} did not score on the same split file "
+                             f"(was it fitted on the same split files?), e.g. {missing[0]}")
+        test = stats.paired_cluster_difference(ref.loc[index].to_numpy(), p["correct"].to_numpy(),
                                                p[UNIT].to_numpy(), seed=seed)
-        out.append({**dict(zip(by, key if isinstance(key, tuple) else (key,))), "against": floor, **test})
+        out.append({**dict(zip((*by, "seed"), key)), "against": label, **test})
     return pd.DataFrame(out)
 
 
-def per_person(predictions: pd.DataFrame, floors: pd.DataFrame | None = None, by: str = "name") -> pd.DataFrame:
-    """Accuracy per participant (rows) and per network row / floor (columns), pooled over the folds."""
-    table = predictions.pivot_table(index=UNIT, columns=by, values="correct", aggfunc="mean")
-    if floors is not None:
-        table = table.join(floors.pivot_table(index=UNIT, columns="floor", values="correct", aggfunc="mean"))
-    return table.sort_index(key=lambda idx: [int(i) if str(i).isdigit() else 0 for i in idx])
+def verdict(test: dict, alpha: float = 0.05) -> str:
+    """In words, a :func:`against` row: above / below only when the interval over people excludes 0 *and* the sign
+    test over people rejects "as many people better as worse" at ``alpha``; with n people the sign test cannot go
+    below 2^(1-n), which the words say when that is what stops it."""
+    n = int(test["b_better"] + test["a_better"])
+    direction = "above" if test["ci_low"] > 0 else "below" if test["ci_high"] < 0 else None
+    if direction and test["p_sign"] < alpha:
+        return f"{direction} it"
+    if direction:
+        floor = 2.0 ** (1 - n) if n else 1.0
+        why = (f"with {n} people who differ the sign test cannot go below p = {floor:.2g}" if floor >= alpha
+               else "not for enough people to pass the sign test")
+        return f"{direction} it on the pooled crops, but {why}"
+    return "not distinguishable from it"
 
 
 def split_files(plan, protocol: str) -> list[os.PathLike]:
@@ -116,4 +135,4 @@ def split_files(plan, protocol: str) -> list[os.PathLike]:
     return [split_file_for(plan.protocol_config(protocol, f)) for f in plan.fold_indices(protocol)]
 
 
-__all__ = ["fold_predictions", "check_each_image_once", "cross_validated", "against", "per_person", "split_files"]
+__all__ = ["fold_predictions", "check_each_image_once", "cross_validated", "against", "verdict", "split_files"]

@@ -40,7 +40,7 @@ from ..models import ABLATION_FLAGS
 from ..profiles import get_profile
 from ..utils import get_logger
 from .config import TrainConfig
-from .sweep import Launcher, Sweep, train_planned
+from .sweep import Launcher, Sweep, summaries, train_planned
 
 log = get_logger("plan")
 
@@ -235,7 +235,7 @@ class CoursePlan:
         planned = [run for f in self.fold_indices(protocol)
                    for run in self.sweep("protocols", protocol, fold=f).planned(seeds, jobs=jobs)]
         train_planned(sorted(planned, key=_cost_rank), self.runs_root, jobs=jobs, progress=progress)
-        return Sweep._summaries(planned)
+        return summaries(planned)
 
     def train(self, jobs: int = 1, launcher: Launcher | None = None, progress: bool = False,
               parts: Sequence[str] | None = None) -> None:

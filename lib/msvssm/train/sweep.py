@@ -100,18 +100,13 @@ class Sweep:
         """
         planned = self.planned(seeds, jobs=jobs if launcher is None else 1)
         train_planned(planned, self.root, jobs=jobs, launcher=launcher, progress=progress)
-        return self._summaries(planned)
+        return summaries(planned)
 
     def results(self, seeds: Sequence[int] = (0,)) -> pd.DataFrame:
         """One row per finished run of exactly these inputs: name, seed, test metrics, best epoch, wall seconds, folder.
 
         Needs the data (its content keys the runs) and makes a missing split file."""
-        return self._summaries(self.planned(seeds))
-
-    @staticmethod
-    def _summaries(planned) -> pd.DataFrame:
-        return pd.DataFrame([run_summary(cfg.out, name=name) for name, _, cfg, inputs in planned
-                             if is_complete(cfg.out, inputs)])
+        return summaries(self.planned(seeds))
 
     def write_tables(self, stem: str | os.PathLike, seeds: Sequence[int] = (0,)) -> pd.DataFrame:
         per_run = self.results(seeds)
@@ -119,6 +114,12 @@ class Sweep:
         write_table(table, stem)
         write_table(per_run, f"{stem}_runs")
         return table
+
+
+def summaries(planned: list[tuple[str, int, TrainConfig, dict[str, Any]]]) -> pd.DataFrame:
+    """The per-run table (:func:`run_summary`) of the finished runs among ``planned`` (:meth:`Sweep.planned`'s rows)."""
+    return pd.DataFrame([run_summary(cfg.out, name=name) for name, _, cfg, inputs in planned
+                         if is_complete(cfg.out, inputs)])
 
 
 def train_planned(planned: list[tuple[str, int, TrainConfig, dict[str, Any]]], root: str | os.PathLike, jobs: int = 1,
