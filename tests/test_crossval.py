@@ -2,7 +2,6 @@
 paired tests take people as the unit, and a missing or doubled fold is an error, not a quietly wrong number."""
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 

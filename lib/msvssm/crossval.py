@@ -21,7 +21,6 @@ import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
-import numpy as np
 import pandas as pd
 
 from . import stats
