@@ -85,36 +85,36 @@ def test_leakage_measures_what_each_protocol_shares(fake_data):
     assert leakage(hand_made) == {trial_key: 0.5, person_key: 1.0}
 
 
-def test_subject_folds(fake_data):
-    paths = make_splits(fake_data, "subject", seed=0, folds=5)
-    assert [p.name for p in paths] == [f"subject_k5_fold{f}_seed0.csv" for f in range(5)]
+def _participant(df: pd.DataFrame) -> pd.Series:
+    return df["participant"]
+
+
+def _video(df: pd.DataFrame) -> pd.Series:
+    return df["participant"] + "/" + df["trial"]
+
+
+@pytest.mark.parametrize("protocol, folds, group, too_many", [("subject", 5, _participant, 11),
+                                                               ("trial", 3, _video, 10_000)])
+def test_grouped_folds_keep_groups_together_and_test_each_group_once(fake_data, protocol, folds, group, too_many):
+    """Subject folds keep a participant, trial folds a video, on one side; over the K files each group is tested
+    exactly once; every file has train and val sides; K above the number of groups and folds of the frame split
+    are refused."""
+    paths = make_splits(fake_data, protocol, seed=0, folds=folds)
+    assert [p.name for p in paths] == [f"{protocol}_k{folds}_fold{f}_seed0.csv" for f in range(folds)]
     tested = []
     for p in paths:
         df = read_split(p)
-        assert (_sides(df, "participant") == 1).all()
-        tested += sorted(set(df.loc[df["split"] == "test", "participant"]))
-        assert (df["split"] == "val").any()
-    assert sorted(tested, key=int) == [str(i) for i in range(1, 11)]  # each participant tested once
-    with pytest.raises(SplitError):
-        make_splits(fake_data, "subject", folds=11)
+        groups = group(df)
+        assert (df.assign(g=groups).groupby("g")["split"].nunique() == 1).all()  # a group on one side only
+        assert (df["split"] == "val").any() and (df["split"] == "train").any()
+        tested += list(groups[df["split"] == "test"].unique())
+    assert sorted(tested) == sorted(group(read_split(paths[0])).unique())  # each group tested exactly once
+    if protocol == "subject":
+        assert sorted(tested, key=int) == [str(i) for i in range(1, 11)]
+    with pytest.raises(SplitError, match="participants" if protocol == "subject" else "number of videos"):
+        make_splits(fake_data, protocol, folds=too_many)
     with pytest.raises(SplitError):
         make_splits(fake_data, "frame", folds=3)
-
-
-def test_trial_folds_test_every_video_once_and_keep_videos_together(fake_data):
-    paths = make_splits(fake_data, "trial", seed=0, folds=3)
-    assert [p.name for p in paths] == [f"trial_k3_fold{f}_seed0.csv" for f in range(3)]
-    tested = []
-    for p in paths:
-        df = read_split(p)
-        videos = df["participant"] + "/" + df["trial"]
-        assert (df.assign(v=videos).groupby("v")["split"].nunique() == 1).all()  # a video on one side only
-        assert (df["split"] == "val").any() and (df["split"] == "train").any()
-        tested += list(videos[df["split"] == "test"].unique())
-    every_video = read_split(paths[0]).pipe(lambda d: (d["participant"] + "/" + d["trial"]).unique())
-    assert sorted(tested) == sorted(every_video)  # each video tested exactly once over the folds
-    with pytest.raises(SplitError, match="number of videos"):
-        make_splits(fake_data, "trial", folds=10_000)
 
 
 def test_splits_deterministic(fake_data):

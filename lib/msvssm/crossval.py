@@ -16,9 +16,7 @@ are conditional on the trained models: one seed per fold, so the seed-to-seed sp
 """
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Iterable, Sequence
 
 import pandas as pd
@@ -38,9 +36,8 @@ def fold_predictions(per_run: pd.DataFrame, device: str = "cpu") -> pd.DataFrame
     frames = []
     for r in per_run.itertuples():
         rows = split_predictions(r.run, "test", device=device)
-        split_file = Path(json.loads((Path(r.run) / "metrics.json").read_text(encoding="utf-8"))["split_file"]).name
         frames.append(rows.assign(name=r.name, split=r.split, folds=r.folds, fold=r.fold, seed=r.seed, run=r.run,
-                                  split_file=split_file))
+                                  split_file=r.split_file))
     out = pd.concat(frames, ignore_index=True)
     for col in ("path", "participant", "trial", "label", "pred"):
         out[col] = out[col].astype(str)

@@ -332,6 +332,7 @@ def run_summary(run: str | os.PathLike, name: str = "") -> dict[str, Any]:
         "epochs": cfg.epochs,
         "train_seconds": float(history["seconds"].sum()),
         "synthetic": metrics.get("synthetic"),
+        "split_file": Path(metrics["split_file"]).name if metrics.get("split_file") else None,
         "run": str(run),
     }
 
