@@ -144,3 +144,20 @@ def check_site(smoke_dirs: dict, tmp_path: Path) -> None:
 @pytest.mark.notebook
 def test_the_site_builds_offline_from_the_smoke_notebooks(smoke_dirs, tmp_path):
     check_site(smoke_dirs, tmp_path)
+
+
+@pytest.mark.notebook
+def test_notebook_10_cross_validates_when_asked(smoke_dirs, tmp_path):
+    """The smoke and cpu profiles have one grouped split each; cpu-cv and gpu cross-validate. Notebook 10 with
+    ``folds=2`` on the smoke data runs the cross-validated path (every crop tested once, the paper-augmentation row,
+    the paired table over people) on the runs the smoke notebooks left (the frame runs), training only the folds."""
+    notebook = REPO / "notebooks" / "10_protocols.ipynb"
+    results_dir = tmp_path / "results"
+    params = dict(profile="smoke", data_dir=smoke_dirs["data_dir"], figures_dir=str(tmp_path / "figures"),
+                  results_dir=str(results_dir), folds=2)
+    run_notebook(notebook, tmp_path / "executed", params)
+    runs = Path(smoke_dirs["data_dir"]) / "runs"
+    assert len(list(runs.glob("*-trial-k2f*/metrics.json"))) == 2 * 3, "2 folds x (VSSM, MS-VSSM, + paper augmentation)"
+    recorded = "\n".join(p.read_text() for p in results_dir.glob("10-*.md"))
+    assert "2-fold cross-validated" in recorded and "MS-VSSM + paper augmentation" in recorded
+    assert "every person tested once" in recorded

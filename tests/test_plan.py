@@ -25,7 +25,7 @@ def _rows(runs):
     return [(cfg.model, cfg.split, seed, json.dumps(cfg.model_kwargs, sort_keys=True)) for _, seed, cfg, _ in runs]
 
 
-@pytest.mark.parametrize("profile, expected", [("smoke", 19), ("cpu", 37), ("gpu", 38)])
+@pytest.mark.parametrize("profile, expected", [("smoke", 15), ("cpu", 23), ("cpu-cv", 37), ("gpu", 38)])
 def test_each_profile_plans_the_runs_the_readme_counts(faces, profile, expected):
     plan = course_plan(profile, faces, faces.parent / "runs", device="cpu")
     runs = plan.runs()
@@ -33,22 +33,25 @@ def test_each_profile_plans_the_runs_the_readme_counts(faces, profile, expected)
     assert len({cfg.out for _, _, cfg, _ in runs}) == expected, "every run once"
     rows = _rows(runs)
     size = "nano" if profile != "gpu" else "tiny"
+    if profile == "cpu-cv":  # cpu's recipe: cpu's frame-split runs are cpu-cv's (the same folders: trained once for both)
+        frame = lambda plan_runs: {cfg.out for _, _, cfg, _ in plan_runs if cfg.split == "frame"}  # noqa: E731
+        assert frame(course_plan("cpu", faces, faces.parent / "runs", device="cpu").runs()) == frame(runs)
     frame_seeds = [0, 1] if profile == "smoke" else [0, 1, 2]
     for seed in frame_seeds:  # Table 3 and Tables 2/4 over the seeds, on the frame split
         assert (f"msvssm_{size}", "frame", seed, "{}") in rows
         assert (f"vssm_{size}", "frame", seed, "{}") in rows
         assert (f"dilateformer_{size}", "frame", seed, "{}") in rows
-    # the grouped splits: K-fold cross-validation, seed 0, every fold of every row (VSSM, MS-VSSM, and MS-VSSM with
-    # the paper's augmentation where the profile's recipe has none: smoke and cpu)
-    folds = {"smoke": 2, "cpu": 3, "gpu": 5}[profile]
+    # the grouped splits, seed 0: one split each (smoke, cpu: VSSM and MS-VSSM), or K-fold cross-validation, every
+    # fold of every row (cpu-cv, gpu; with MS-VSSM with the paper's augmentation where the recipe has none: cpu-cv)
+    folds = {"smoke": 0, "cpu": 0, "cpu-cv": 3, "gpu": 5}[profile]
     grouped = [(cfg.split, cfg.folds, cfg.fold, cfg.model, cfg.augment) for _, _, cfg, _ in runs if cfg.split != "frame"]
     row_kinds = [(f"msvssm_{size}", plan.base.augment), (f"vssm_{size}", plan.base.augment)]
-    row_kinds += [(f"msvssm_{size}", "paper")] if profile != "gpu" else []
+    row_kinds += [(f"msvssm_{size}", "paper")] if profile == "cpu-cv" else []
     for split in ("trial", "subject") if profile != "smoke" else ("trial",):
-        for fold in range(folds):
+        for fold in range(max(folds, 1)):
             for model, augment in row_kinds:
                 assert (split, folds, fold, model, augment) in grouped
-    assert len(grouped) == len(row_kinds) * folds * (1 if profile == "smoke" else 2)
+    assert len(grouped) == len(row_kinds) * max(folds, 1) * (1 if profile == "smoke" else 2)
     assert all(seed == 0 for _, seed, cfg, _ in runs if cfg.split != "frame")
     assert not any(split == "subject" for _, split, _, _ in rows) or profile != "smoke"
     composed = (f"msvssm_{size}", "frame", 0, '{"fused_scan": false}')
@@ -58,6 +61,8 @@ def test_each_profile_plans_the_runs_the_readme_counts(faces, profile, expected)
 def test_the_grouped_protocols_are_cross_validated_and_a_fold_outside_k_is_refused(faces):
     plan = course_plan("cpu", faces, faces.parent / "runs", folds=4)
     assert plan.fold_indices("subject") == [0, 1, 2, 3] and plan.fold_indices("frame") == [0]
+    assert course_plan("cpu-cv", faces, faces.parent / "runs", folds=0).fold_indices("subject") == [0], "0: one split"
+    assert course_plan("cpu-cv", faces, faces.parent / "runs", folds=-1).folds == 3, "negative: the profile's"
     configs = [cfg for f in range(4) for _, _, cfg in plan.sweep("protocols", "subject", fold=f).configs([0])]
     assert {(c.folds, c.fold) for c in configs} == {(4, f) for f in range(4)}
     assert all("-subject-k4f" in Path(c.out).name for c in configs), "the fold is in the run folder's name"
@@ -119,7 +124,7 @@ def test_plan_train_hands_every_run_to_the_sweep_with_the_jobs(faces, monkeypatc
                         lambda runs, root, jobs, launcher, progress: seen.update(runs=runs, jobs=jobs, root=root))
     plan = course_plan("cpu", faces, faces.parent / "runs")
     plan.train(jobs=2)
-    assert seen["jobs"] == 2 and len(seen["runs"]) == 37 and seen["root"] == faces.parent / "runs"
+    assert seen["jobs"] == 2 and len(seen["runs"]) == 23 and seen["root"] == faces.parent / "runs"
 
 
 def test_reproduce_trains_the_plan_before_the_notebooks(tmp_path, monkeypatch):
@@ -146,9 +151,9 @@ def test_reproduce_trains_the_plan_before_the_notebooks(tmp_path, monkeypatch):
 def test_the_cli_lists_the_plan_with_each_runs_state(faces, capsys):
     from msvssm.cli import main
 
-    assert main(["plan", "--profile", "cpu", "--data", str(faces), "--set", "device=cpu"]) == 0
+    assert main(["plan", "--profile", "cpu-cv", "--data", str(faces), "--set", "device=cpu"]) == 0
     out = capsys.readouterr().out
-    assert "plan cpu: 37 runs" in out and "0 finished, 37 to train" in out
+    assert "plan cpu-cv: 37 runs" in out and "0 finished, 37 to train" in out
     assert out.count("to train ") == 37 and "ablation: VSSM+SE " in out and "protocols/subject/fold2: VSSM" in out
     assert "subject 3/3" in out
 
@@ -174,7 +179,7 @@ def test_a_sweep_of_several_jobs_keys_each_run_by_its_share_of_the_cores(faces, 
 def test_parts_select_the_runs_of_the_notebooks_that_read_them(faces):
     from msvssm.train.plan import NOTEBOOK_PARTS, PARTS
 
-    plan = course_plan("cpu", faces, faces.parent / "runs")
+    plan = course_plan("cpu-cv", faces, faces.parent / "runs")
     assert {p for parts in NOTEBOOK_PARTS.values() for p in parts} == set(PARTS)
     assert len(plan.runs(parts=["training"])) == 1 and len(plan.runs(parts=["chaos"])) == 2
     assert len(plan.runs(parts=["baselines"])) == 12 and len(plan.runs()) == 37

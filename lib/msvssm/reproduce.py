@@ -49,7 +49,7 @@ def run_notebook(source: Path, out_dir: Path, parameters: dict, cwd: Path | None
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="*", type=Path, help="default: notebooks/[0-9][0-9]_*.ipynb")
-    parser.add_argument("--profile", default="cpu", help="smoke, cpu or gpu")
+    parser.add_argument("--profile", default="cpu", help="smoke, cpu, cpu-cv or gpu")
     parser.add_argument("--data", type=Path, default=REPO / "data", help="data folder")
     parser.add_argument("--figures", type=Path, default=REPO / "figures", help="figures folder")
     parser.add_argument("--out", type=Path, default=REPO / "build" / "notebooks", help="executed notebooks")
@@ -185,7 +185,7 @@ def dry_run_profile(profile, args, device: str) -> int:
 
     data_profile = profile if args.deap_root else replace(get_profile("smoke"), crop_size=profile.crop_size)
     faces = prepare_faces(args.data, data_profile, deap_root=args.deap_root)
-    cfg = TrainConfig.from_profile(profile.name, data=str(faces), device=device).with_overrides(args.assignments)
+    cfg = TrainConfig.from_profile(profile.train_profile, data=str(faces), device=device).with_overrides(args.assignments)
     report = dry_run(cfg)
     print(format_report(report))
     return 0 if report["checkpoint_round_trip"] else 1

@@ -116,14 +116,14 @@ def add_sweep(parser: argparse.ArgumentParser) -> None:
 def add_plan(parser: argparse.ArgumentParser) -> None:
     parser.description = ("The course's training runs for a profile (msvssm.train.plan): list them with their state, "
                           "or train the missing ones here (--jobs) or on a cluster (--launcher slurm).")
-    parser.add_argument("--profile", default="cpu", choices=("smoke", "cpu", "gpu"))
+    parser.add_argument("--profile", default="cpu", choices=("smoke", "cpu", "cpu-cv", "gpu"))
     parser.add_argument("--data", required=True, help="preprocessed faces folder (make reproduce prepares it)")
     parser.add_argument("--root", help="folder of the runs (default: the data folder's parent's runs/, as the notebooks)")
     parser.add_argument("--seeds", default="", help="comma-separated seeds (default: the profile's)")
     parser.add_argument("--other-seeds", default="", help="seeds of the trial and subject splits (default: the profile's)")
-    parser.add_argument("--folds", type=int, default=0,
-                        help="K folds of the trial and subject splits (default: the profile's: smoke 2, cpu 3, gpu 5; "
-                             "the number of participants: leave-one-subject-out)")
+    parser.add_argument("--folds", type=int, default=None,
+                        help="K folds of the trial and subject splits (default: the profile's: smoke and cpu 0, one "
+                             "grouped split each; cpu-cv 3; gpu 5; the number of participants: leave-one-subject-out)")
     parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
                         help="change a field of every run's config (it changes the runs' keys)")
     parser.add_argument("--train", action="store_true", help="train the missing runs (default: only list them)")

@@ -15,17 +15,18 @@ Parts (a run may belong to several: a run folder is keyed by its inputs, so it i
     training    MS-VSSM, the first seed: the course's run (notebooks 03-05, 07, 11)
     ablation    Table 3: VSSM, +SE-SS2D, +Layer Scale, +DSPP (= MS-VSSM) over the seeds (08; 11 reads VSSM)
     baselines   Tables 2/4: RepViT, DilateFormer, VSSM, MS-VSSM over the seeds (09)
-    protocols   VSSM and MS-VSSM under the frame split (the seeds), and under the trial and subject splits as
-                grouped K-fold cross-validation (the profile's ``folds``; other seeds), where every video and every
-                person is tested once, with a third row there: MS-VSSM with the paper's augmentation (when the
-                profile's recipe has none) (10)
+    protocols   VSSM and MS-VSSM under the frame split (the seeds), and under the trial and subject splits (other
+                seeds): one grouped split each (``folds`` 0: smoke, cpu), or grouped K-fold cross-validation
+                (cpu-cv, gpu), where every video and every person is tested once, with a third row there: MS-VSSM
+                with the paper's augmentation (when the profile's recipe has none) (10)
     chaos       MS-VSSM, first seed, with SS2D's scan composed of separate steps instead of the fused kernel: the
                 same function to float rounding, trained again (08); CPU profiles only (on a GPU the scan is
                 mamba-ssm's kernel either way, so the two rows would be one computation)
 
 Seeds: smoke 0,1; cpu and gpu 0,1,2; the trial and subject splits' folds: seed 0.
-Folds of the trial and subject splits: smoke 2 (trial only), cpu 3, gpu 5 (``folds`` = the number of participants:
-leave-one-subject-out).
+Folds of the trial and subject splits: smoke and cpu none (one grouped split each), cpu-cv 3, gpu 5 (``folds`` = the
+number of participants: leave-one-subject-out). cpu-cv is cpu with the folds: the same recipe, so the runs they share
+(every frame-split run) are trained once.
 """
 from __future__ import annotations
 
@@ -128,11 +129,12 @@ class CoursePlan:
         return {"VSSM": self.plain_model, "MS-VSSM": self.full_model}
 
     def protocol_rows(self, protocol: str) -> dict[str, dict[str, Any]]:
-        """The rows of a protocol as config changes: VSSM and MS-VSSM; under a grouped split also MS-VSSM with the
-        paper's augmentation (flip, rotation, translation, colour jitter), unless the profile's recipe has it already
-        (gpu: that row would be the MS-VSSM row)."""
+        """The rows of a protocol as config changes: VSSM and MS-VSSM; under a cross-validated grouped split also
+        MS-VSSM with the paper's augmentation (flip, rotation, translation, colour jitter), unless the profile's recipe
+        has it already (gpu: that row would be the MS-VSSM row). With one grouped split (``folds`` 0: cpu, smoke) there
+        is no third row: its 2-3 test people could not tell the two apart (cpu-cv has it)."""
         rows: dict[str, dict[str, Any]] = {name: dict(model=model) for name, model in self.protocol_models().items()}
-        if protocol != "frame" and self.base.augment != "paper":
+        if protocol != "frame" and self.folds_for(protocol) and self.base.augment != "paper":
             rows[AUGMENTED_ROW] = dict(model=self.full_model, augment="paper")
         return rows
 
@@ -263,15 +265,18 @@ def course_plan(profile: str, faces: str | os.PathLike, runs_root: str | os.Path
                 folds: int | None = None, **config_changes: Any) -> CoursePlan:
     """The plan of ``profile`` on the preprocessed ``faces``, its runs cached under ``runs_root``.
 
-    ``seeds`` / ``other_seeds`` / ``folds``: a notebook's parameters (empty or 0: the profile's); ``config_changes``:
+    ``seeds`` / ``other_seeds``: a notebook's parameters (empty: the profile's); ``folds``: K folds of the trial and
+    subject splits (None or negative: the profile's; 0: one grouped split each, no cross-validation); ``config_changes``:
     fields of every run's config changed (e.g. ``device="cpu"`` for a test). Both folders are made absolute:
     a run's ``config.json`` keeps its data folder, and notebooks read it from another working directory."""
     faces, runs_root = Path(faces).resolve(), Path(runs_root).resolve()
-    base = TrainConfig.from_profile(profile, data=str(faces), **config_changes)
+    # cpu-cv trains with cpu's recipe: the same configs, so the same run folders (each run trained once for both)
+    base = TrainConfig.from_profile(get_profile(profile).train_profile, data=str(faces), **config_changes)
     # The smoke data's 3 participants: a subject split puts one person on each side, and no smoke participant
     # shows all four classes, so the smoke profile trains the frame and trial splits only (notebook 10 says so).
     trained = ["frame", "trial"] if profile == "smoke" else list(PROTOCOLS)
     return CoursePlan(profile=profile, faces=faces, runs_root=runs_root,
                       seeds=parse_seeds(seeds, default_seeds(profile)),
                       other_seeds=parse_seeds(other_seeds, default_other_seeds(profile)),
-                      base=base, trained_protocols=trained, folds=int(folds or get_profile(profile).folds))
+                      base=base, trained_protocols=trained,
+                      folds=get_profile(profile).folds if folds is None or int(folds) < 0 else int(folds))
