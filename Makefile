@@ -43,6 +43,9 @@ test-notebooks: $(STAMP)
 	$(BIN)/python -m pytest -q -m notebook tests
 
 ## The main job: prepare the profile's data (resumable), run every notebook, write figures/.
+##   make reproduce PROFILE=cpu-cv            the longer CPU course: the trial and subject splits cross-validated
+##                                            (3 folds; frame-split runs shared with cpu); its figures go to
+##                                            build/figures-cpu-cv/ (figures/ holds the cpu profile's)
 ##   make reproduce PROFILE=gpu               in the GPU environment (GPU_PYTHON; default .venv-gpu, built with
 ##                                            the [gpu] extra: mamba-ssm compiles against its torch, README GPU)
 ##   make reproduce PROFILE=gpu DRY_RUN=1     checks the environment, trains the paper-scale config 2 steps
@@ -52,6 +55,7 @@ test-notebooks: $(STAMP)
 DRY_RUN  ?=
 DEVICE   ?=
 JOBS     ?=
+FIGURES  ?= $(if $(filter cpu-cv,$(PROFILE)),$(BUILD)/figures-cpu-cv,figures)
 GPU_VENV ?= .venv-gpu
 GPU_PYTHON ?= $(GPU_VENV)/bin/python
 MAX_JOBS ?= 4
@@ -65,14 +69,13 @@ endif
 endif
 
 reproduce: $(REPRO_ENV)
-	$(REPRO_PY) -m msvssm.reproduce --profile $(PROFILE) --data $(DATA) --out $(BUILD)/notebooks --results $(BUILD)/results.md $(if $(DEAP_ROOT),--deap-root $(DEAP_ROOT)) $(if $(DRY_RUN),--dry-run) $(if $(DEVICE),--device $(DEVICE)) $(if $(JOBS),--jobs $(JOBS)) $(NOTEBOOKS)
+	$(REPRO_PY) -m msvssm.reproduce --profile $(PROFILE) --data $(DATA) --out $(BUILD)/notebooks --results $(BUILD)/results.md --figures $(FIGURES) $(if $(DEAP_ROOT),--deap-root $(DEAP_ROOT)) $(if $(DRY_RUN),--dry-run) $(if $(DEVICE),--device $(DEVICE)) $(if $(JOBS),--jobs $(JOBS)) $(NOTEBOOKS)
 
-## After make reproduce (profile cpu): keep its results.md as docs/results_cpu.md and regenerate the README's
-## Results tables from it (msvssm.results.update_readme; tests/test_results.py checks that they agree).
+## After make reproduce (profile cpu or cpu-cv): keep its results.md as docs/results_cpu.md (or docs/results_cpu_cv.md)
+## and regenerate the README's Results block of that profile from it (msvssm.results.keep_reproduction;
+## tests/test_results.py checks that the README and both files agree).
 readme-results: $(STAMP)
-	grep -q 'profile `cpu`' $(BUILD)/results.md || { echo "$(BUILD)/results.md is not a cpu reproduction"; exit 1; }
-	cp $(BUILD)/results.md docs/results_cpu.md
-	$(BIN)/python -m msvssm.results README.md docs/results_cpu.md
+	$(BIN)/python -m msvssm.results $(BUILD)/results.md .
 
 ## The GPU environment: a venv with the pinned requirements and the [gpu] extra (mamba-ssm, compiled
 ## against this torch with nvcc of the same CUDA major; MAX_JOBS bounds the compiler's memory).

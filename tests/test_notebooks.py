@@ -85,6 +85,8 @@ def test_a_second_reproduction_trains_nothing_and_collects_every_result(smoke_di
     for nb in TRAINING_NOTEBOOKS:
         assert f"## {nb.name[:2]} " in text, f"{nb.name} recorded no result"
     assert "synthetic DEAP" in text and "nan" not in text.lower().split()
+    # the smoke profile, as cpu: one grouped split each, and no augmentation arm (that needs the folds)
+    assert "trial/subject one grouped split" in text and "MS-VSSM + paper augmentation" not in text
 
 
 def test_a_failing_notebook_fails_the_reproduction_with_its_name(tmp_path, caplog):
@@ -150,7 +152,8 @@ def test_the_site_builds_offline_from_the_smoke_notebooks(smoke_dirs, tmp_path):
 def test_notebook_10_cross_validates_when_asked(smoke_dirs, tmp_path):
     """The smoke and cpu profiles have one grouped split each; cpu-cv and gpu cross-validate. Notebook 10 with
     ``folds=2`` on the smoke data runs the cross-validated path (every crop tested once, the paper-augmentation row,
-    the paired table over people) on the runs the smoke notebooks left (the frame runs), training only the folds."""
+    the paired table over people); after the smoke notebooks (file order) it finds their frame runs and trains only
+    the folds."""
     notebook = REPO / "notebooks" / "10_protocols.ipynb"
     results_dir = tmp_path / "results"
     params = dict(profile="smoke", data_dir=smoke_dirs["data_dir"], figures_dir=str(tmp_path / "figures"),

@@ -61,7 +61,9 @@ def test_each_profile_plans_the_runs_the_readme_counts(faces, profile, expected)
 def test_the_grouped_protocols_are_cross_validated_and_a_fold_outside_k_is_refused(faces):
     plan = course_plan("cpu", faces, faces.parent / "runs", folds=4)
     assert plan.fold_indices("subject") == [0, 1, 2, 3] and plan.fold_indices("frame") == [0]
-    assert course_plan("cpu-cv", faces, faces.parent / "runs", folds=0).fold_indices("subject") == [0], "0: one split"
+    one_split = course_plan("cpu-cv", faces, faces.parent / "runs", folds=0)
+    assert one_split.fold_indices("subject") == [0], "0: one split"
+    assert list(one_split.protocol_rows("subject")) == ["VSSM", "MS-VSSM"], "the augmentation arm needs the folds"
     assert course_plan("cpu-cv", faces, faces.parent / "runs", folds=-1).folds == 3, "negative: the profile's"
     configs = [cfg for f in range(4) for _, _, cfg in plan.sweep("protocols", "subject", fold=f).configs([0])]
     assert {(c.folds, c.fold) for c in configs} == {(4, f) for f in range(4)}

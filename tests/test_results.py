@@ -72,15 +72,18 @@ def test_format_mean_std_says_when_there_is_one_seed():
 
 
 def test_the_readme_results_tables_are_the_committed_reproductions():
-    """The README's Results block is generated from docs/results_cpu.md (make readme-results): it cannot drift."""
+    """The README's Results blocks are generated from docs/results_cpu.md and docs/results_cpu_cv.md (make
+    readme-results after make reproduce, PROFILE=cpu-cv for the second): they cannot drift."""
     from pathlib import Path
 
-    from msvssm.results import README_BEGIN, README_END, readme_block
+    from msvssm.results import README_BLOCKS, readme_block, results_profile
 
     repo = Path(__file__).resolve().parents[1]
     readme = (repo / "README.md").read_text(encoding="utf-8")
-    shown = README_BEGIN + readme.split(README_BEGIN, 1)[1].split(README_END, 1)[0] + README_END
-    assert shown == readme_block(repo / "docs" / "results_cpu.md"), "run make readme-results after make reproduce"
+    for profile, (kept, begin, end, _) in README_BLOCKS.items():
+        assert results_profile(repo / kept) == profile, f"{kept} is not a {profile} reproduction"
+        shown = begin + readme.split(begin, 1)[1].split(end, 1)[0] + end
+        assert shown == readme_block(repo / kept, profile), f"run make readme-results after make reproduce PROFILE={profile}"
 
 
 def test_readme_block_copies_the_selected_tables_without_their_run_lists(tmp_path):
@@ -98,3 +101,37 @@ def test_readme_block_copies_the_selected_tables_without_their_run_lists(tmp_pat
     readme.write_text(f"intro\n{results.README_BEGIN}\nold\n{results.README_END}\nrest\n")
     assert results.update_readme(readme, out) and not results.update_readme(readme, out)
     assert readme.read_text().startswith("intro\n") and readme.read_text().endswith("\nrest\n")
+
+
+def test_make_readme_results_keeps_a_cpu_or_cpu_cv_reproduction_and_refuses_others(tmp_path):
+    from msvssm import results
+
+    folder = tmp_path / "r"
+    for title in results.README_TABLES:
+        results.record(folder, "10", title + " (x)", pd.DataFrame({"a": [2.5]}), data="synthetic DEAP", runs=["r1"])
+    repo = tmp_path / "repo"
+    (repo / "docs").mkdir(parents=True)
+    (repo / "README.md").write_text(f"a\n{results.README_BEGIN}\n{results.README_END}\nb\n{results.README_CV_BEGIN}\n"
+                                    f"{results.README_CV_END}\nc\n")
+    cv = results.collect(folder, tmp_path / "cv.md", profile="cpu-cv", data="synthetic DEAP")
+    assert results.keep_reproduction(cv, repo) == repo / "docs" / "results_cpu_cv.md"
+    readme = (repo / "README.md").read_text()
+    assert readme.split(results.README_CV_BEGIN)[1].count("2.5") == len(results.README_CV_TABLES)
+    assert "2.5" not in readme.split(results.README_CV_BEGIN)[0], "the cpu block is left alone"
+    smoke = results.collect(folder, tmp_path / "smoke.md", profile="smoke", data="synthetic DEAP")
+    with pytest.raises(ValueError, match="profile 'smoke'"):
+        results.keep_reproduction(smoke, repo)
+    cpu = results.collect(folder, tmp_path / "cpu.md", profile="cpu", data="synthetic DEAP")
+    assert results.keep_reproduction(cpu, repo) == repo / "docs" / "results_cpu.md"
+    assert (repo / "README.md").read_text().split(results.README_BEGIN)[1].split(results.README_END)[0].count("2.5") \
+        == len(results.README_TABLES)
+    # a partial reproduction (some notebooks only) is refused before the committed copy or the README is touched
+    before = {p.name: p.read_text() for p in [repo / "README.md", *(repo / "docs").iterdir()]}
+    partial = tmp_path / "p"
+    results.record(partial, "10", results.README_CV_TABLES[0] + " (x)", pd.DataFrame({"a": [9.5]}), data="d", runs=[])
+    results.record(partial, "07", "kept (x)", pd.DataFrame({"a": [1.0]}), data="d", runs=[])
+    said = results.collect(partial, tmp_path / "said.md", profile="cpu", data="d", notebooks=["10_protocols"]).read_text()
+    assert "Notebooks executed: 10_protocols. The sections of notebooks 07 are kept from an earlier call" in said
+    with pytest.raises(KeyError, match="no table titled"):
+        results.keep_reproduction(results.collect(partial, tmp_path / "partial.md", profile="cpu-cv", data="d"), repo)
+    assert before == {p.name: p.read_text() for p in [repo / "README.md", *(repo / "docs").iterdir()]}

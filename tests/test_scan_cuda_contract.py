@@ -219,13 +219,16 @@ def _forward_backward(model, x, backend, amp):
 
 @pytest.mark.parametrize("name", msvssm.list_models())
 def test_every_model_runs_on_the_cuda_wrapper_like_the_reference(name):
-    """Forward and parameter gradients, float32 and bf16 autocast, on 32 px images, batch 2."""
+    """Forward and parameter gradients on 32 px images, batch 2: float32 for every model, and bf16 autocast for the
+    nano and tiny sizes (the wrapper's upcast is the same code at every size; bf16 is emulated on most CPUs, and the
+    small and base models under it took 5 of CI's minutes)."""
     model = _model(name)
     if model is None:
         pytest.skip(f"{name} has no selective scan")
     n_scans = sum(isinstance(m, SS2D) for m in model.modules())
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-    for amp, tol in ((False, 1e-4), (True, 2e-2)):
+    modes = ((False, 1e-4), (True, 2e-2)) if name.endswith(("_nano", "_tiny")) else ((False, 1e-4),)
+    for amp, tol in modes:
         out_ref = _forward_backward(model, x, "reference", amp)
         grads_ref = {k: p.grad for k, p in model.named_parameters()}
         with contract_cuda_backend() as kernel:

@@ -103,7 +103,11 @@ def collect(results_dir: str | os.PathLike, out: str | os.PathLike, *, profile: 
              " behind each table are listed under it. Runs live in the data folder's `runs/` (the sweep cache).",
              ""]
     if notebooks:
-        lines += ["Notebooks executed: " + ", ".join(notebooks) + ".", ""]
+        notebooks = list(notebooks)
+        earlier = sorted({f.name[:2] for f in fragments} - {nb[:2] for nb in notebooks})
+        lines += ["Notebooks executed: " + ", ".join(notebooks) + "."
+                  + (f" The sections of notebooks {', '.join(earlier)} are kept from an earlier call into the same "
+                     "build folder (each notebook rewrites only its own)." if earlier else ""), ""]
     current = None
     for path in fragments:
         nb = path.name[:2]
@@ -130,13 +134,26 @@ README_TABLES = (
     "Tables 2 and 4: baselines",
     "MS-VSSM against each baseline, paired",
     "Protocols: test accuracy under",
-    "Cross-validated splits, paired over people",
+    "Grouped splits (",
     "Grouped splits: the checkpoint each run selected",
-    "MS-VSSM test accuracy (frame: first seed; trial, subject: cross-validated) with 95 % intervals",
+    "MS-VSSM test accuracy (frame: first seed; trial, subject:",
     "Calibration of the test predictions",
     "Saliency sanity check",
     "Error against expressivity",
 )
+# The cross-validated reproduction (profile cpu-cv): notebook 10's tables, in a block of their own.
+README_CV_BEGIN = ("<!-- results-cv:begin (generated from docs/results_cpu_cv.md by `make readme-results`; do not "
+                   "edit by hand) -->")
+README_CV_END = "<!-- results-cv:end -->"
+README_CV_TABLES = (
+    "Protocols: test accuracy under",
+    "Grouped splits (",
+    "Grouped splits: the checkpoint each run selected",
+    "MS-VSSM test accuracy (frame: first seed; trial, subject:",
+)
+# profile -> (the committed copy of its results.md, the README block's markers, its tables)
+README_BLOCKS = {"cpu": ("docs/results_cpu.md", README_BEGIN, README_END, README_TABLES),
+                 "cpu-cv": ("docs/results_cpu_cv.md", README_CV_BEGIN, README_CV_END, README_CV_TABLES)}
 
 
 def read_sections(results_md: str | os.PathLike) -> tuple[str, dict[str, str]]:
@@ -151,34 +168,58 @@ def read_sections(results_md: str | os.PathLike) -> tuple[str, dict[str, str]]:
     return header, sections
 
 
-def readme_block(results_md: str | os.PathLike) -> str:
-    """The README's Results tables, copied from ``results_md`` (a reproduction's results.md) with what produced them."""
+def results_profile(results_md: str | os.PathLike) -> str:
+    """The profile a results.md was written by (its header: "profile `cpu`"), or "" when it does not say."""
+    found = re.search(r"profile `([^`]+)`", read_sections(results_md)[0])
+    return found.group(1) if found else ""
+
+
+def readme_block(results_md: str | os.PathLike, profile: str = "cpu") -> str:
+    """The README's Results block of ``profile`` (cpu: every table; cpu-cv: notebook 10's), copied from
+    ``results_md`` (a reproduction's results.md) with what produced it."""
+    _, begin, end, tables = README_BLOCKS[profile]
     header, sections = read_sections(results_md)
-    lines = [README_BEGIN, "", f"*{header.replace('Written by', 'Copied from the results.md written by')}*", ""]
-    for start in README_TABLES:
+    lines = [begin, "", f"*{header.replace('Written by', 'Copied from the results.md written by')}*", ""]
+    for start in tables:
         title = next((t for t in sections if t.startswith(start)), None)
         if title is None:
             raise KeyError(f"{results_md} has no table titled {start!r}...: was it made by an older reproduction?")
         lines += [f"**{title}**", "", sections[title], ""]
-    lines.append(README_END)
+    lines.append(end)
     return "\n".join(lines)
 
 
-def update_readme(readme: str | os.PathLike, results_md: str | os.PathLike) -> bool:
-    """Replace the generated block of ``readme`` with :func:`readme_block` of ``results_md``; True if it changed."""
+def update_readme(readme: str | os.PathLike, results_md: str | os.PathLike, profile: str = "cpu") -> bool:
+    """Replace the generated block of ``profile`` in ``readme`` with :func:`readme_block` of ``results_md``; True if
+    it changed."""
+    _, begin, end, _ = README_BLOCKS[profile]
     text = Path(readme).read_text(encoding="utf-8")
-    if README_BEGIN not in text or README_END not in text:
-        raise ValueError(f"{readme} has no generated Results block ({README_BEGIN} ... {README_END})")
-    before, rest = text.split(README_BEGIN, 1)
-    _, after = rest.split(README_END, 1)
-    new = before + readme_block(results_md) + after
+    if begin not in text or end not in text:
+        raise ValueError(f"{readme} has no generated Results block ({begin} ... {end})")
+    before, rest = text.split(begin, 1)
+    _, after = rest.split(end, 1)
+    new = before + readme_block(results_md, profile) + after
     if new != text:
         atomic_write_text(readme, new)
     return new != text
 
 
-if __name__ == "__main__":  # python -m msvssm.results README.md docs/results_cpu.md
+def keep_reproduction(results_md: str | os.PathLike, repo: str | os.PathLike) -> Path:
+    """``make readme-results``: copy a cpu or cpu-cv reproduction's results.md to its committed place
+    (docs/results_cpu.md, docs/results_cpu_cv.md) and regenerate its README block; refuses another profile's."""
+    profile = results_profile(results_md)
+    if profile not in README_BLOCKS:
+        raise ValueError(f"{results_md} was written by profile {profile or '(none)'!r}: the README shows the "
+                         f"reproductions of {sorted(README_BLOCKS)} only")
+    readme_block(results_md, profile)  # raises on a partial results.md (NOTEBOOKS=...) before anything is written
+    kept = Path(repo) / README_BLOCKS[profile][0]
+    atomic_write_text(kept, Path(results_md).read_text(encoding="utf-8"))
+    update_readme(Path(repo) / "README.md", kept, profile)
+    return kept
+
+
+if __name__ == "__main__":  # python -m msvssm.results build/results.md [repo]: make readme-results
     import sys
 
-    changed = update_readme(sys.argv[1], sys.argv[2])
-    print(f"{sys.argv[1]}: Results block {'updated' if changed else 'already up to date'} from {sys.argv[2]}")
+    kept = keep_reproduction(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else ".")
+    print(f"{sys.argv[1]} kept as {kept}; the README's block of profile {results_profile(kept)} regenerated from it")

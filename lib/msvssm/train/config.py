@@ -223,7 +223,8 @@ def _profile_defaults(name: str, **extra: Any) -> dict[str, Any]:
 # ``gpu`` is VMamba's recipe for a single GPU's batch (lr 5e-4 at batch 1024 would be 3e-5 at 64:
 #   too small for 300 epochs of a small dataset; 5e-4 at 64 with warm-up is the usual choice).
 PROFILE_DEFAULTS: dict[str, dict[str, Any]] = {
-    # smoke: the cpu recipe's augmentation (none), so that CI runs the rows the cpu profile adds for it (notebook 10)
+    # smoke: the cpu recipe's augmentation (none), so that CI's cross-validated notebook 10 (tests/test_notebooks.py,
+    # folds=2) runs the row cpu-cv adds for it
     "smoke": _profile_defaults("smoke", lr=1e-3, warmup_epochs=0.0, ema=False, augment="none"),
     "cpu": _profile_defaults("cpu", lr=2e-3, warmup_epochs=1.0, augment="none"),
     # device="cuda", not "auto": 300 epochs at 224 must never start on a CPU because CUDA was unusable
