@@ -125,6 +125,13 @@ def collect(results_dir: str | os.PathLike, out: str | os.PathLike, *, profile: 
 
 README_BEGIN = "<!-- results:begin (generated from docs/results_cpu.md by `make readme-results`; do not edit by hand) -->"
 README_END = "<!-- results:end -->"
+# Notebook 10's tables (the cpu-cv block shows these alone).
+PROTOCOL_TABLES = (
+    "Protocols: test accuracy under",
+    "Grouped splits (",
+    "Grouped splits: the checkpoint each run selected",
+    "MS-VSSM test accuracy (frame: first seed; trial, subject:",
+)
 # The tables the README shows, by the start of their title in results.md, in this order.
 README_TABLES = (
     "Table 3: ablation",
@@ -133,10 +140,7 @@ README_TABLES = (
     "Chaos: the same MS-VSSM",
     "Tables 2 and 4: baselines",
     "MS-VSSM against each baseline, paired",
-    "Protocols: test accuracy under",
-    "Grouped splits (",
-    "Grouped splits: the checkpoint each run selected",
-    "MS-VSSM test accuracy (frame: first seed; trial, subject:",
+    *PROTOCOL_TABLES,
     "Calibration of the test predictions",
     "Saliency sanity check",
     "Error against expressivity",
@@ -145,12 +149,7 @@ README_TABLES = (
 README_CV_BEGIN = ("<!-- results-cv:begin (generated from docs/results_cpu_cv.md by `make readme-results`; do not "
                    "edit by hand) -->")
 README_CV_END = "<!-- results-cv:end -->"
-README_CV_TABLES = (
-    "Protocols: test accuracy under",
-    "Grouped splits (",
-    "Grouped splits: the checkpoint each run selected",
-    "MS-VSSM test accuracy (frame: first seed; trial, subject:",
-)
+README_CV_TABLES = PROTOCOL_TABLES
 # profile -> (the committed copy of its results.md, the README block's markers, its tables)
 README_BLOCKS = {"cpu": ("docs/results_cpu.md", README_BEGIN, README_END, README_TABLES),
                  "cpu-cv": ("docs/results_cpu_cv.md", README_CV_BEGIN, README_CV_END, README_CV_TABLES)}
